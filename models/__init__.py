@@ -1,0 +1,2 @@
+from .models import register, make, models
+from . import edsr, rdn, mlp, liif, metasr

@@ -1,0 +1,17 @@
+"""Paths to the shared test data and weights beside the checkout; tests skip when absent."""
+import os
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.environ.get('LIIF_SHARED', os.path.join(os.path.dirname(REPO), 'shared'))
+DATA = os.path.join(SHARED, 'data')
+WEIGHTS = os.path.join(SHARED, 'weights')
+OFFICIAL_CKPT = os.path.join(WEIGHTS, 'edsr-baseline-liif.pth')
+
+
+def need(path):
+    """`path` if it exists, else skip the calling test."""
+    if not os.path.exists(path):
+        pytest.skip(f"shared file not found: {path}")
+    return path

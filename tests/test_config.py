@@ -1,0 +1,57 @@
+import pytest
+
+from utils.config import ConfigError, get_key, load_config
+
+
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def test_base_inheritance_and_overrides(tmp_path):
+    write(tmp_path / 'base.yaml', 'model:\n  name: liif\n  args: {local_ensemble: true, feat_unfold: true}\n'
+                                  'epoch_max: 1000\nmulti_step_lr: {milestones: [200, 400], gamma: 0.5}\n')
+    (tmp_path / 'sub').mkdir()
+    write(tmp_path / 'sub' / 'child.yaml', '_base_: ../base.yaml\nmodel:\n  args: {local_ensemble: false}\nepoch_max: 10\n')
+    cfg = load_config(tmp_path / 'sub' / 'child.yaml',
+                      ['epoch_max=2', 'model.args.feat_unfold=false', 'multi_step_lr.milestones=[1, 2]',
+                       '+model.args.cell_decode=true'])
+    assert cfg == {'model': {'name': 'liif', 'args': {'local_ensemble': False, 'feat_unfold': False,
+                                                      'cell_decode': True}},
+                   'epoch_max': 2, 'multi_step_lr': {'milestones': [1, 2], 'gamma': 0.5}}
+
+
+def test_several_bases_merge_in_order(tmp_path):
+    write(tmp_path / 'a.yaml', 'x: 1\ny: {p: 1, q: 1}\n')
+    write(tmp_path / 'b.yaml', 'y: {q: 2}\n')
+    write(tmp_path / 'c.yaml', '_base_: [a.yaml, b.yaml]\nz: 3\n')
+    assert load_config(tmp_path / 'c.yaml') == {'x': 1, 'y': {'p': 1, 'q': 2}, 'z': 3}
+
+
+@pytest.mark.parametrize('text, overrides, message', [
+    ('a: 1\n', ['b=2'], r"no key 'b'; existing keys there: a"),
+    ('a: {b: 1}\n', ['a.c.d=2'], r"config key 'a.c' missing: a has b"),
+    ('a: 1\n', ['a'], r"expected key=value"),
+    ('a: 1\n', ['a=[1, 2'], r"not valid YAML"),
+    ('a: [1, 2\n', [], r"invalid YAML at line 2"),
+    ('- 1\n- 2\n', [], r"must be a mapping"),
+    ('_base_: missing.yaml\n', [], r"missing.yaml: no such config file"),
+    ('_base_: cfg.yaml\n', [], r"loops back"),
+])
+def test_config_errors_are_one_line_and_name_the_problem(tmp_path, text, overrides, message):
+    path = write(tmp_path / 'cfg.yaml', text)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(path, overrides)
+    assert '\n' not in str(err.value)
+
+
+def test_missing_key_lists_what_exists():
+    with pytest.raises(ConfigError, match=r"'train_dataset.batch_size' missing: train_dataset has dataset, wrapper"):
+        get_key({'train_dataset': {'dataset': {}, 'wrapper': {}}}, 'train_dataset.batch_size')
+    assert get_key({'a': {'b': 3}}, 'a.b') == 3
+
+
+def test_yaml_tags_that_run_code_are_refused(tmp_path):
+    path = write(tmp_path / 'evil.yaml', 'a: !!python/object/apply:os.system ["echo pwned"]\n')
+    with pytest.raises(ConfigError, match='invalid YAML'):
+        load_config(path)

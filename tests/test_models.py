@@ -1,0 +1,174 @@
+import itertools
+
+import imageio.v3 as iio
+import pytest
+import torch
+
+import models
+from models.upscale import receptive_radius, upscale
+from utils.checkpoint import load_model
+from utils.coords import make_coord
+from utils.metrics import psnr
+from shared import DATA, OFFICIAL_CKPT, need
+
+
+def tiny_encoder(name='edsr-baseline'):
+    if name == 'rdn':
+        return {'name': 'rdn', 'args': {'no_upsampling': True, 'G0': 8, 'RDNconfig': 'A'}}
+    return {'name': name, 'args': {'no_upsampling': True, 'n_resblocks': 2, 'n_feats': 16}}
+
+
+def liif(local_ensemble=True, feat_unfold=True, cell_decode=True, encoder='edsr-baseline'):
+    torch.manual_seed(0)
+    return models.make({'name': 'liif', 'args': {
+        'encoder_spec': tiny_encoder(encoder),
+        'imnet_spec': {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [64, 64, 64]}},
+        'local_ensemble': local_ensemble, 'feat_unfold': feat_unfold, 'cell_decode': cell_decode}})
+
+
+def grid_queries(H, W, batch):
+    coord = make_coord((H, W)).expand(batch, -1, -1)
+    cell = torch.tensor([2 / H, 2 / W]).expand_as(coord)
+    return coord, cell
+
+
+@pytest.mark.parametrize('flags', list(itertools.product([True, False], repeat=3)))
+@pytest.mark.parametrize('lr_size, hr_size', [((13, 17), (52, 68)),     # x4, non-square, odd
+                                               ((9, 9), (22, 31)),       # x2.44 / x3.44 per axis
+                                               ((16, 7), (40, 7)),       # x2.5 and x1 (ties at x2.5)
+                                               ((5, 6), (33, 27))])      # x6.6 / x4.5
+def test_fast_decoder_equals_plain(flags, lr_size, hr_size):
+    model = liif(*flags)
+    inp = torch.rand(2, 3, *lr_size) * 2 - 1
+    coord, cell = grid_queries(*hr_size, batch=2)
+    with torch.no_grad():
+        model.gen_feat(inp)
+        plain = model.query_rgb_plain(coord, cell)
+        fast = model.query_rgb_fast(coord, cell)
+    assert fast.shape == plain.shape == (2, hr_size[0] * hr_size[1], 3)
+    assert plain.abs().max() > 1e-2  # a non-trivial output
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=0)
+
+
+def test_fast_decoder_equals_plain_on_random_queries_and_gradients():
+    model = liif()
+    inp = torch.rand(3, 3, 12, 10)
+    coord = torch.rand(3, 500, 2) * 2 - 1
+    cell = torch.rand(3, 500, 2) * 0.3
+    grads = {}
+    for form in ('plain', 'fast'):
+        model.zero_grad()
+        model.decoder = form
+        out = model(inp, coord, cell)
+        out.square().mean().backward()
+        grads[form] = (out.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad])
+    torch.testing.assert_close(grads['fast'][0], grads['plain'][0], atol=1e-5, rtol=0)
+    for g_fast, g_plain in zip(grads['fast'][1], grads['plain'][1]):
+        torch.testing.assert_close(g_fast, g_plain, atol=1e-5, rtol=1e-4)
+
+
+def test_without_imnet_both_forms_return_the_nearest_latent():
+    torch.manual_seed(0)
+    model = models.make({'name': 'liif', 'args': {'encoder_spec': tiny_encoder()}})
+    inp = torch.rand(1, 3, 6, 5)
+    coord, cell = grid_queries(12, 10, batch=1)
+    with torch.no_grad():
+        feat = model.gen_feat(inp)
+        fast, plain = model.query_rgb_fast(coord, cell), model.query_rgb_plain(coord, cell)
+    torch.testing.assert_close(fast, plain, atol=0, rtol=0)
+    # at x2 each output pixel copies its LR pixel's latent
+    expected = feat.repeat_interleave(2, -2).repeat_interleave(2, -1).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(fast, expected, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize('name', ['liif', 'metasr'])
+@pytest.mark.parametrize('size', [(111, 87), (80, 101), (20, 15)])
+def test_tiled_upscale_equals_untiled(name, size):
+    if name == 'liif':
+        model = liif()
+    else:
+        torch.manual_seed(0)
+        model = models.make({'name': 'metasr', 'args': {'encoder_spec': tiny_encoder()}})
+    inp = torch.rand(3, 37, 29)
+    whole = upscale(model, inp, size, tile=1000)
+    tiled = upscale(model, inp, size, tile=7, chunk=999)
+    assert whole.shape == (3, *size)
+    torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=0)
+
+
+def test_tiled_upscale_equals_untiled_with_rdn():
+    model = liif(encoder='rdn')
+    assert receptive_radius(model.encoder) == 1 + 1 + 20 * 6 + 1
+    inp = torch.rand(3, 30, 26)
+    torch.testing.assert_close(upscale(model, inp, (75, 65), tile=12), upscale(model, inp, (75, 65), tile=100),
+                               atol=1e-5, rtol=0)
+
+
+def test_upscale_of_whole_image_matches_a_direct_decode():
+    model = liif()
+    inp = torch.rand(3, 11, 14)
+    coord, cell = grid_queries(30, 41, batch=1)
+    with torch.no_grad():
+        direct = model(((inp - 0.5) / 0.5).unsqueeze(0), coord, cell)
+    direct = (direct * 0.5 + 0.5).clamp(0, 1)[0].t().reshape(3, 30, 41)
+    torch.testing.assert_close(upscale(model, inp, (30, 41)), direct, atol=1e-6, rtol=0)
+
+
+OFFICIAL_KEYS = {
+    'edsr-baseline': ['sub_mean.weight', 'add_mean.bias', 'head.0.weight', 'body.0.body.0.weight',
+                      'body.15.body.2.bias', 'body.16.weight', 'tail.0.0.weight', 'tail.0.2.weight', 'tail.1.weight'],
+    'edsr': ['body.31.body.2.weight', 'body.32.weight', 'tail.0.0.weight'],
+    'rdn': ['SFENet1.weight', 'SFENet2.bias', 'RDBs.15.convs.7.conv.0.weight', 'RDBs.0.LFF.weight',
+            'GFF.0.weight', 'GFF.1.bias', 'UPNet.0.weight', 'UPNet.2.weight', 'UPNet.4.weight'],
+}
+
+
+@pytest.mark.parametrize('name', sorted(OFFICIAL_KEYS))
+def test_encoders_keep_official_parameter_names(name):
+    encoder = models.make({'name': name, 'args': {'scale': 4}})
+    keys = encoder.state_dict().keys()
+    assert set(OFFICIAL_KEYS[name]) <= keys
+    out = encoder(torch.rand(1, 3, 5, 6))
+    assert out.shape == (1, 3, 20, 24)
+
+
+def test_encoder_shapes_and_sizes():
+    edsr_b = models.make({'name': 'edsr-baseline', 'args': {'no_upsampling': True}})
+    assert edsr_b.out_dim == 64 and len(edsr_b.body) == 17
+    # 1,220,440 parameters in the official EDSR-baseline, of which the two MeanShift convs' 24 are frozen
+    assert sum(p.numel() for p in edsr_b.parameters()) == 1_220_440
+    assert sum(p.numel() for p in edsr_b.parameters() if p.requires_grad) == 1_220_416
+    rdn = models.make({'name': 'rdn', 'args': {'no_upsampling': True}})
+    assert rdn.out_dim == 64 and len(rdn.RDBs) == 16 and len(rdn.RDBs[0].convs) == 8
+    assert rdn(torch.rand(1, 3, 7, 9)).shape == (1, 64, 7, 9)
+    rdn_a = models.make({'name': 'rdn', 'args': {'no_upsampling': True, 'RDNconfig': 'A'}})
+    assert len(rdn_a.RDBs) == 20 and len(rdn_a.RDBs[0].convs) == 6
+
+
+def test_mlp_keys_and_shape():
+    mlp = models.make({'name': 'mlp', 'args': {'in_dim': 580, 'out_dim': 3, 'hidden_list': [256] * 4}})
+    assert list(mlp.state_dict()) == [f'layers.{i}.{p}' for i in (0, 2, 4, 6, 8) for p in ('weight', 'bias')]
+    assert mlp(torch.rand(2, 7, 580)).shape == (2, 7, 3)
+    assert sum(p.numel() for p in mlp.parameters()) == 346_883
+
+
+def test_unknown_model_name_lists_registered_names():
+    with pytest.raises(KeyError, match="unknown model 'edsr-huge'.*edsr-baseline.*liif.*rdn"):
+        models.make({'name': 'edsr-huge', 'args': {}})
+
+
+def read(path):
+    return torch.from_numpy(iio.imread(path)).permute(2, 0, 1).float() / 255
+
+
+def test_official_checkpoint_loads_strictly_and_upscales_set5_x4():
+    model = load_model(need(OFFICIAL_CKPT))
+    assert isinstance(model, models.liif.LIIF)
+    lr = read(need(f'{DATA}/benchmark/Set5/LR_bicubic/X4/birdx4.png'))
+    hr = read(need(f'{DATA}/benchmark/Set5/HR/bird.png'))
+    hr = hr[:, :lr.shape[1] * 4, :lr.shape[2] * 4]
+    sr = upscale(model, lr, hr.shape[-2:])
+    value = psnr(sr, hr, shave=4, y_channel=True)
+    assert value >= 30, value
+    # the official implementation gives 35.1106 dB on this image
+    assert abs(value - 35.1106) < 1e-3, value

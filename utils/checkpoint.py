@@ -1,0 +1,96 @@
+"""Checkpoints in the official LIIF format: {'model': {'name', 'args', 'sd'}, 'optimizer': {...}, 'epoch': n}.
+
+Reading uses `torch.load(weights_only=True)` only; writing goes to a temporary file that is
+renamed into place, so an interrupted save never leaves a half-written checkpoint.
+"""
+import os
+import tempfile
+
+import torch
+
+import models
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message is one line and names the file."""
+
+
+def strip_module_prefix(sd):
+    """Keys saved from a DataParallel / DistributedDataParallel wrapper start with 'module.'."""
+    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in sd.items()}
+
+
+def first_line(err):
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def load_checkpoint(path):
+    """The checkpoint dict at `path`, checked to hold a model spec with weights."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # a damaged file can fail anywhere inside the unpickler
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first_line(e)})") from None
+    spec = ckpt.get('model') if isinstance(ckpt, dict) else None
+    if not (isinstance(spec, dict) and {'name', 'sd'} <= spec.keys() and isinstance(spec['sd'], dict)):
+        raise CheckpointError(f"{path}: not a model checkpoint (expected a dict with "
+                              f"'model': {{'name', 'args', 'sd'}})")
+    return ckpt
+
+
+def model_from_spec(spec, source='checkpoint'):
+    """Build the model a checkpoint's 'model' entry describes and load its weights strictly."""
+    try:
+        model = models.make({'name': spec['name'], 'args': spec.get('args') or {}})
+    except KeyError as e:
+        raise CheckpointError(f"{source}: {e.args[0]}") from None
+    except TypeError as e:
+        raise CheckpointError(f"{source}: model {spec['name']!r} rejects its args ({first_line(e)})") from None
+    sd = strip_module_prefix(spec['sd'])
+    missing, unexpected = model.state_dict().keys() - sd.keys(), sd.keys() - model.state_dict().keys()
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: weights do not fit model {spec['name']!r}: "
+                              f"{len(missing)} missing (e.g. {sorted(missing)[:2]}), "
+                              f"{len(unexpected)} unexpected (e.g. {sorted(unexpected)[:2]})")
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        mismatch = next((l.strip() for l in str(e).splitlines() if 'size mismatch' in l), first_line(e))
+        raise CheckpointError(f"{source}: weights do not fit model {spec['name']!r}: {mismatch}") from None
+    return model
+
+
+def load_model(path, device='cpu'):
+    """The model stored in the checkpoint at `path`, in eval mode, on `device`."""
+    return model_from_spec(load_checkpoint(path)['model'], source=path).to(device).eval()
+
+
+def save_checkpoint(path, model_spec, model, optimizer_spec=None, optimizer=None, epoch=None, **extra):
+    """Write a checkpoint in the official format atomically. `extra` entries are stored beside."""
+    if hasattr(model, 'module'):  # (Distributed)DataParallel
+        model = model.module
+    ckpt = {'model': {'name': model_spec['name'], 'args': model_spec.get('args') or {}, 'sd': model.state_dict()}}
+    if optimizer is not None:
+        ckpt['optimizer'] = {'name': optimizer_spec['name'], 'args': optimizer_spec.get('args') or {},
+                             'sd': optimizer.state_dict()}
+    if epoch is not None:
+        ckpt['epoch'] = epoch
+    ckpt.update(extra)
+    atomic_torch_save(ckpt, path)
+
+
+def atomic_torch_save(obj, path):
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path), suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

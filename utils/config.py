@@ -1,0 +1,91 @@
+"""YAML configs: `yaml.safe_load`, `_base_:` inheritance and `--set a.b=value` overrides.
+
+A config may name one or more base files (paths relative to itself) under `_base_`; bases are
+merged in order, then the file itself on top (dicts merge key by key, anything else replaces).
+"""
+import copy
+import os
+
+import yaml
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; the message is one line and names the file or key."""
+
+
+def merge(base, top):
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_yaml(path):
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, 'problem_mark', None)
+        where = f" at line {mark.line + 1}" if mark else ''
+        raise ConfigError(f"{path}: invalid YAML{where} ({getattr(e, 'problem', None) or e})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def load_config(path, overrides=(), _seen=()):
+    """The config at `path` with its bases merged in and `overrides` ('a.b=value') applied."""
+    path = os.path.abspath(path)
+    if path in _seen:
+        raise ConfigError(f"{path}: _base_ inheritance loops back to this file")
+    data = read_yaml(path)
+    bases = data.pop('_base_', [])
+    cfg = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        cfg = merge(cfg, load_config(os.path.join(os.path.dirname(path), base), _seen=_seen + (path,)))
+    cfg = merge(cfg, data)
+    for item in overrides:
+        apply_override(cfg, item)
+    return cfg
+
+
+def apply_override(cfg, item):
+    """Apply 'a.b.c=value' (value parsed as YAML). The key must exist unless written '+a.b.c=value'."""
+    key, sep, text = item.partition('=')
+    if not sep or not key.lstrip('+'):
+        raise ConfigError(f"override {item!r}: expected key=value, e.g. epoch_max=2")
+    add = key.startswith('+')
+    parts = key.lstrip('+').split('.')
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"override {item!r}: value is not valid YAML") from None
+    node = get_key(cfg, '.'.join(parts[:-1])) if len(parts) > 1 else cfg
+    if not isinstance(node, dict):
+        raise ConfigError(f"override {item!r}: {'.'.join(parts[:-1])} is not a mapping")
+    if parts[-1] not in node and not add:
+        raise ConfigError(f"override {item!r}: no key {key!r}; existing keys there: {', '.join(map(str, node)) or 'none'}"
+                          f" (write +{key}=... to add a new key)")
+    node[parts[-1]] = value
+
+
+def get_key(cfg, dotted):
+    """cfg['a']['b'] for 'a.b'; a missing key is an error that lists the keys that exist."""
+    node, path = cfg, []
+    for part in dotted.split('.'):
+        if not isinstance(node, dict) or part not in node:
+            where = '.'.join(path) or 'the top level'
+            keys = ', '.join(map(str, node)) if isinstance(node, dict) else 'none (not a mapping)'
+            raise ConfigError(f"config key {dotted!r} missing: {where} has {keys}")
+        node = node[part]
+        path.append(part)
+    return node

@@ -1,0 +1,31 @@
+"""Pixel-centre coordinates in [-1, 1], (row, col) order: the convention of every model and dataset."""
+import torch
+
+
+def coord_seq(n, v0=-1.0, v1=1.0, device=None):
+    """The centres of n equal cells splitting [v0, v1]."""
+    r = (v1 - v0) / (2 * n)
+    return v0 + r + (2 * r) * torch.arange(n, device=device).float()
+
+
+def make_coord(shape, ranges=None, flatten=True, device=None):
+    """Coordinates of the pixel centres of a grid of `shape`: (*shape, 2), or (prod(shape), 2)."""
+    seqs = [coord_seq(n, *(ranges[i] if ranges else (-1.0, 1.0)), device=device) for i, n in enumerate(shape)]
+    ret = torch.stack(torch.meshgrid(*seqs, indexing='ij'), dim=-1)
+    return ret.view(-1, ret.shape[-1]) if flatten else ret
+
+
+def nearest_index(coord, n):
+    """Index of the cell of an n-cell grid over [-1, 1] whose centre is nearest to `coord`.
+
+    The same arithmetic as `grid_sample(mode='nearest', align_corners=False)` (round half to
+    even of the unnormalised coordinate), so the fast decoder picks the latents the official
+    code picks, ties included.
+    """
+    return torch.round((coord + 1) * (n / 2) - 0.5).long().clamp_(0, n - 1)
+
+
+def to_pixel_samples(img):
+    """(C, H, W) image -> coordinates (H*W, 2) and colours (H*W, C)."""
+    coord = make_coord(img.shape[-2:], device=img.device)
+    return coord, img.reshape(img.shape[0], -1).t()
