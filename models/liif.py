@@ -147,7 +147,7 @@ class LIIF(nn.Module):
         # unfold's channel-major order (c, ky, kx) is exactly a conv weight's layout
         w_feat = w_feat.reshape(w_feat.shape[0], self.feat.shape[1], k, k)
         latent = F.conv2d(self.feat, w_feat, bias, padding=k // 2)
-        return latent.permute(0, 2, 3, 1).reshape(-1, latent.shape[1])
+        return latent.permute(0, 2, 3, 1).reshape(-1, latent.shape[1]).contiguous()  # rows gathered fast
 
     def gather(self, rows, iy, ix):
         """Rows of a per-latent table (B*h*w, D), laid out like the windowed feature map, at the
@@ -157,13 +157,13 @@ class LIIF(nn.Module):
         B = iy.shape[-2]
         batch_offset = (torch.arange(B, device=iy.device) * (h * w)).view(B, 1)
         index = (iy - top) * w + (ix - left) + batch_offset
-        return F.embedding(index, rows)  # a row gather; faster than index_select on CPU
+        return rows.index_select(0, index.view(-1)).view(*index.shape, -1)
 
     def query_rgb_fast(self, coord, cell=None):
         """coord, cell: (B, Q, 2) -> (B, Q, 3)."""
         _, _, full_h, full_w = self.window
         if self.imnet is None:
-            rows = self.feat.permute(0, 2, 3, 1).reshape(-1, self.feat.shape[1])
+            rows = self.feat.permute(0, 2, 3, 1).reshape(-1, self.feat.shape[1]).contiguous()
             return self.gather(rows, nearest_index(coord[..., 0], full_h), nearest_index(coord[..., 1], full_w))
         if self.latent is None:
             self.latent = self.latent_map()

@@ -1,5 +1,7 @@
 import pytest
 
+import models
+from shared import REPO
 from utils.config import ConfigError, get_key, load_config
 
 
@@ -55,3 +57,23 @@ def test_yaml_tags_that_run_code_are_refused(tmp_path):
     path = write(tmp_path / 'evil.yaml', 'a: !!python/object/apply:os.system ["echo pwned"]\n')
     with pytest.raises(ConfigError, match='invalid YAML'):
         load_config(path)
+
+
+@pytest.mark.parametrize('name, n_params', [('edsr-baseline-liif', 1_220_440 + 346_883),
+                                            ('rdn-liif', None), ('edsr-liif', None),
+                                            ('edsr-baseline-metasr', None)])
+def test_shipped_model_configs_build_their_models(name, n_params):
+    cfg = load_config(f'{REPO}/configs/models/{name}.yaml')
+    model = models.make(cfg['model'])
+    assert model.encoder.out_dim in (64, 256)
+    if n_params is not None:  # the official EDSR-baseline-LIIF's parameter count
+        assert sum(p.numel() for p in model.parameters()) == n_params
+
+
+def test_an_ablation_inherits_a_model_config(tmp_path):
+    write(tmp_path / 'no-ensemble.yaml', f'_base_: {REPO}/configs/models/edsr-baseline-liif.yaml\n'
+                                         'model: {args: {local_ensemble: false}}\n')
+    cfg = load_config(tmp_path / 'no-ensemble.yaml', ['model.args.imnet_spec.args.hidden_list=[32]'])
+    assert cfg['model']['args']['local_ensemble'] is False
+    assert cfg['model']['args']['encoder_spec']['name'] == 'edsr-baseline'
+    assert cfg['model']['args']['imnet_spec']['args'] == {'out_dim': 3, 'hidden_list': [32]}
