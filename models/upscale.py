@@ -24,18 +24,19 @@ def owned_range(owner, start, stop):
     return (int(inside[0]), int(inside[-1]) + 1) if len(inside) else None
 
 
-@torch.no_grad()
 def default_chunk(device):
     """Queries per decoder call: on a CPU small enough that the members' activations stay in
     cache (measured fastest on a 2-core AMD EPYC), on a GPU large enough to fill it."""
     return 2048 if torch.device(device).type == 'cpu' else 131072
 
 
+@torch.no_grad()
 def upscale(model, inp, size, tile=512, chunk=None, data_norm=(0.5, 0.5), progress=False):
     """Super-resolve `inp` ((3, h, w) or (1, 3, h, w), values in [0, 1]) to `size` = (H, W).
 
     tile: LR tile side; the encoder sees at most (tile + 2 * halo)^2 pixels at a time.
-    chunk: queries decoded per model call (default: `default_chunk`). data_norm: (sub, div) applied to input and output.
+    chunk: queries decoded per model call (default: `default_chunk`).
+    data_norm: (sub, div) applied to the input and undone on the output.
     Returns a (3, H, W) float tensor in [0, 1] on the input's device.
     """
     inp = inp.reshape(1, *inp.shape[-3:])

@@ -93,6 +93,7 @@ def test_tiled_upscale_equals_untiled(name, size):
     whole = upscale(model, inp, size, tile=1000)
     tiled = upscale(model, inp, size, tile=7, chunk=999)
     assert whole.shape == (3, *size)
+    assert not whole.requires_grad  # inference keeps no autograd graph (memory would grow with the image)
     torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=0)
 
 
