@@ -259,9 +259,9 @@ def main():
     p.add_argument('--repeats', type=int, default=None, help='timed runs per case (default: 3, quick: 2)')
     p.add_argument('--lr-size', type=int, default=None, help='speed part LR side (default: 128, quick: 32)')
     p.add_argument('--scale', type=int, default=4, help='upscaling factor (default: %(default)s)')
-    p.add_argument('--tile', type=int, default=None, help='upscale() LR tile side (default: 512, quick: 32)')
+    p.add_argument('--tile', type=int, default=None, help='upscale() LR tile side (default: 256, as upscale(); quick: 32)')
     p.add_argument('--memory-sizes', type=parse_sizes, default=None,
-                   help='comma-separated input sides for the memory part (default: 256,512,1024; quick: 32,64)')
+                   help='comma-separated input sides for the memory part (default: 128,256,512,1024; quick: 32,64)')
     p.add_argument('--memory-precision', choices=['bf16', 'fp32'], default='bf16',
                    help='precision of the memory part (default: %(default)s)')
     p.add_argument('--memory-chunk', type=int, default=None,
@@ -275,14 +275,14 @@ def main():
     args = p.parse_args()
 
     if args.tile is None:
-        args.tile = 32 if args.quick else 512
+        args.tile = 32 if args.quick else 256
     if args.memory_case is not None:
         memory_case(args)
         return
 
     repeats = args.repeats or (2 if args.quick else 3)
     lr = args.lr_size or (32 if args.quick else 128)
-    sizes = args.memory_sizes or ([32, 64] if args.quick else [256, 512, 1024])
+    sizes = args.memory_sizes or ([32, 64] if args.quick else [128, 256, 512, 1024])
     torch.set_num_threads(args.threads)
     print_device(torch.get_num_threads())
     model, source = get_model(args.weights)

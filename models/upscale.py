@@ -31,7 +31,7 @@ def default_chunk(device):
 
 
 @torch.no_grad()
-def upscale(model, inp, size, tile=512, chunk=None, data_norm=(0.5, 0.5), progress=False):
+def upscale(model, inp, size, tile=256, chunk=None, data_norm=(0.5, 0.5), progress=False):
     """Super-resolve `inp` ((3, h, w) or (1, 3, h, w), values in [0, 1]) to `size` = (H, W).
 
     tile: LR tile side; the encoder sees at most (tile + 2 * halo)^2 pixels at a time.
@@ -72,3 +72,18 @@ def upscale(model, inp, size, tile=512, chunk=None, data_norm=(0.5, 0.5), progre
         out[:, rows[0]:rows[1], cols[0]:cols[1]] = pred.t().reshape(3, len(tile_y), len(tile_x))
     bar.close()
     return out
+
+
+def upscale_image(model, pixels, alpha, size, **kwargs):
+    """`upscale` for an image of 1 (grayscale) or 3 channels and an optional alpha plane (1, h, w):
+    a single plane goes through the model replicated to RGB and comes back as the mean of the three
+    outputs; alpha is upscaled the same way, separately (a constant alpha stays exactly constant).
+    Returns (pixels (C, H, W), alpha (1, H, W) or None), float on `pixels`' device."""
+    def run(planes):
+        out = upscale(model, planes.expand(3, -1, -1), size, **kwargs).float()
+        return out.mean(0, keepdim=True) if planes.shape[0] == 1 else out
+
+    if alpha is not None:
+        lo, hi = alpha.min(), alpha.max()
+        alpha = torch.full((1, *size), float(lo), device=alpha.device) if lo == hi else run(alpha)
+    return run(pixels), alpha

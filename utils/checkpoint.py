@@ -4,6 +4,7 @@ Reading uses `torch.load(weights_only=True)` only; writing goes to a temporary f
 renamed into place, so an interrupted save never leaves a half-written checkpoint.
 """
 import os
+import pickle
 import tempfile
 
 import torch
@@ -27,10 +28,19 @@ def first_line(err):
 
 def load_checkpoint(path):
     """The checkpoint dict at `path`, checked to hold a model spec with weights."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
+    with open(path, 'rb') as f:
+        magic = f.read(2)
+    if magic != b'PK' and magic[:1] != b'\x80':  # torch.save writes a zip file (or, long ago, a pickle)
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (not a torch.save file)")
     try:
         ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (it holds objects other than "
+                              f"tensors and plain containers, which are not loaded for safety)") from None
     except Exception as e:  # a damaged file can fail anywhere inside the unpickler
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first_line(e)})") from None
     spec = ckpt.get('model') if isinstance(ckpt, dict) else None

@@ -1,0 +1,238 @@
+"""Upscale an image (or a folder of images) to any scale or size with a LIIF checkpoint.
+
+    python demo.py --input photo.png --output photo-x4.png --model CKPT --scale 4
+    python demo.py --input photo.png --output big.png --model CKPT --scale 2,3.5      (height, width)
+    python demo.py --input photo.png --output hd.png --model CKPT --resolution 1080,1920
+    python demo.py --input photos/ --output upscaled/ --model CKPT --scale 4
+"""
+import argparse
+import math
+import os
+import sys
+import time
+
+import torch
+from tqdm import tqdm
+
+from models.upscale import upscale, upscale_image
+from utils.checkpoint import CheckpointError, first_line, load_model
+from utils.device import DeviceError, autocast, resolve_device
+from utils.image import OUTPUT_FORMATS, ImageError, image_files, read_image, writable_kind, write_image
+
+PROG = 'demo.py'
+MAX_SIDE = 32768            # output pixels per side
+MAX_PIXELS = 1 << 28        # output pixels in all (268 Mpx, about 3 GiB as float32 RGB)
+PROGRESS_PIXELS = 1_000_000  # show a progress bar for outputs larger than this
+
+EPILOG = f"""\
+output files:
+  The output format follows the extension: .png, .tif/.tiff, .webp (lossless), .jpg/.jpeg
+  (quality 95), .bmp. Grayscale stays grayscale, alpha is upscaled separately and re-attached,
+  16-bit stays 16-bit. 16 bits per channel are kept in .png only: other formats get 8 bits
+  (with a warning). An input with alpha needs a format that stores alpha (.png, .tif, .webp):
+  .jpg/.bmp are refused rather than silently dropping the alpha.
+  With a folder as input, --output is a folder (created if needed) and each image FILE.ext is
+  written there as FILE.png. Without --output, a file goes to INPUT_sr.png beside it and a folder
+  to FOLDER_sr/. An existing output file is replaced only once its new version is complete.
+
+output size:
+  round(h * sy) x round(w * sx) (halves round up) for --scale, exactly H x W for --resolution;
+  at most {MAX_SIDE} px per side and {MAX_PIXELS} px ({MAX_PIXELS / 1e6:.0f} Mpx) in all.
+"""
+
+
+class UserError(Exception):
+    """A problem with what the user asked for; reported as one line, no traceback."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        fail(message)
+
+
+def fail(message):
+    print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    sys.exit(2)
+
+
+def warn(message):
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def positive_number(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive finite number")
+    return value
+
+
+def parse_scale(text):
+    """'2.5' -> (2.5, 2.5); '2,3.5' -> (2.0, 3.5) as (height, width) factors."""
+    parts = text.split(',')
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected S or SY,SX (e.g. 4 or 2,3.5)")
+    values = [positive_number(p.strip()) for p in parts]
+    return (values[0], values[-1])
+
+
+def parse_resolution(text):
+    """'1080,1920' -> (1080, 1920) as (height, width)."""
+    parts = text.split(',')
+    try:
+        values = [int(p.strip()) for p in parts]
+    except ValueError:
+        values = None
+    if values is None or len(values) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected H,W in pixels (e.g. 1080,1920)")
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: height and width must be at least 1")
+    return tuple(values)
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
+    return value
+
+
+def build_parser():
+    p = Parser(prog=PROG, description="Upscale images to any scale or size with a LIIF model.",
+               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--input', required=True, metavar='PATH', help="an image file, or a folder of images")
+    p.add_argument('--output', metavar='PATH', help="output file (a folder when --input is a folder); see below")
+    p.add_argument('--model', required=True, metavar='CKPT', help="checkpoint file ({'model': {'name', 'args', 'sd'}})")
+    size = p.add_mutually_exclusive_group(required=True)
+    size.add_argument('--scale', type=parse_scale, metavar='S|SY,SX',
+                      help="upscaling factor: S (e.g. 2.5) or per axis SY,SX (height, width; e.g. 2,3.5)")
+    size.add_argument('--resolution', type=parse_resolution, metavar='H,W', help="output size H,W in pixels (e.g. 1080,1920)")
+    p.add_argument('--device', choices=['auto', 'cpu', 'cuda'], default='auto',
+                   help="auto (default): cuda when available, else cpu")
+    p.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'], default='fp32',
+                   help="fp32 (default, no autocast), or torch.autocast with bf16 / fp16 (fp16 is for GPUs: slow on CPU)")
+    p.add_argument('--tile', type=positive_int, default=256, metavar='N',
+                   help="side of the LR tiles the model runs on (default 256); smaller uses less memory")
+    return p
+
+
+# ------------------------------------------------------------------------------------------
+
+def output_size(in_size, scale, resolution, path):
+    """(H, W) for an input of in_size = (h, w), checked against the limits."""
+    if resolution is not None:
+        H, W = resolution
+        what = f"--resolution {H},{W}"
+    else:
+        (h, w), (sy, sx) = in_size, scale
+        H, W = math.floor(h * sy + 0.5), math.floor(w * sx + 0.5)
+        what = f"--scale {sy:g}" + (f",{sx:g}" if sx != sy else '')
+    if H < 1 or W < 1:
+        raise UserError(f"{what}: output for {path} ({in_size[1]}x{in_size[0]} px) would be {W}x{H} px (empty)")
+    if max(H, W) > MAX_SIDE or H * W > MAX_PIXELS:
+        raise UserError(f"{what}: output for {path} would be {W}x{H} px (width x height), over the limit of {MAX_SIDE} px "
+                        f"per side and {MAX_PIXELS} px ({MAX_PIXELS / 1e6:.0f} Mpx) in all")
+    return H, W
+
+
+def plan_jobs(inp, out):
+    """[(input file, output file)] for --input / --output."""
+    if not os.path.exists(inp):
+        raise UserError(f"--input {inp}: no such file or folder")
+    if os.path.isdir(inp):
+        out = out or os.path.normpath(inp) + '_sr'
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise UserError(f"--output {out}: is a file, but --input {inp} is a folder (give a folder)")
+        if not os.path.exists(out) and os.path.splitext(out)[1].lower() in OUTPUT_FORMATS:
+            raise UserError(f"--output {out}: names a file, but --input {inp} is a folder (give a folder)")
+        files = image_files(inp)
+        if not files:
+            raise UserError(f"--input {inp}: no image files in this folder")
+        jobs = [(f, os.path.join(out, os.path.splitext(os.path.basename(f))[0] + '.png')) for f in files]
+        seen = {}
+        for f, o in jobs:
+            if o in seen:
+                raise UserError(f"--input {inp}: {os.path.basename(seen[o])} and {os.path.basename(f)} "
+                                f"would both be written to {o}")
+            seen[o] = f
+    else:
+        if out is None:
+            out = os.path.splitext(inp)[0] + '_sr.png'
+        elif os.path.isdir(out):
+            out = os.path.join(out, os.path.splitext(os.path.basename(inp))[0] + '.png')
+        jobs = [(inp, out)]
+    inputs = {os.path.realpath(f) for f, _ in jobs}
+    for f, o in jobs:
+        if os.path.realpath(o) in inputs:
+            raise UserError(f"--output {o}: would overwrite an input image")
+    return jobs
+
+
+def check_model(model, path, device):
+    """Fail early, with one line, for a checkpoint whose model cannot upscale."""
+    name = type(model).__name__
+    if not all(hasattr(model, a) for a in ('encoder', 'gen_feat', 'query_rgb')):
+        raise UserError(f"--model {path}: holds model {name}, not an arbitrary-scale model "
+                        f"(needs an encoder, gen_feat and query_rgb, like LIIF)")
+    try:
+        upscale(model, torch.zeros(3, 4, 4, device=device), (6, 6))
+    except Exception as e:  # noqa: BLE001 - any failure here means the model does not fit the demo
+        raise UserError(f"--model {path}: its {name} cannot upscale an RGB image ({first_line(e)})") from None
+
+
+def run(args):
+    jobs = plan_jobs(args.input, args.output)
+
+    # cheap checks of every input before any heavy work: readable, size within limits, and an
+    # output format that can hold it
+    plans = []
+    for src, dst in jobs:
+        img = read_image(src)
+        size = output_size(img.size, args.scale, args.resolution, src)
+        kind, note = writable_kind(dst, img.kind)
+        if note:
+            warn(note)
+        plans.append((src, dst, size, kind, img if len(jobs) == 1 else None))
+        del img
+    device = resolve_device(args.device)
+    precision = autocast(device, args.precision)
+    model = load_model(args.model, device=device)
+    check_model(model, args.model, device)
+
+    bar = tqdm(plans, desc='images', unit='img', disable=len(plans) == 1, file=sys.stderr)
+    for src, dst, size, kind, img in bar:
+        start = time.time()
+        img = img if img is not None else read_image(src)
+        with torch.no_grad(), precision:
+            alpha = img.alpha.to(device) if img.alpha is not None else None
+            pixels, alpha = upscale_image(model, img.pixels.to(device), alpha, size, tile=args.tile,
+                                          progress=size[0] * size[1] > PROGRESS_PIXELS)
+        os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+        alpha = alpha.cpu() if alpha is not None else None
+        write_image(dst, pixels.cpu(), alpha, bits=kind.bits, icc_profile=kind.icc_profile)
+        tqdm.write(f"{PROG}: wrote {dst} ({size[1]}x{size[0]} px, {kind.describe()}) "
+                   f"in {time.time() - start:.1f} s", file=sys.stdout)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (UserError, ImageError, DeviceError) as e:
+        fail(e)
+    except CheckpointError as e:
+        fail(f"--model {e}")  # the message starts with the checkpoint's path
+    except torch.OutOfMemoryError:
+        fail(f"out of memory on {args.device}: try a smaller --tile or a smaller output")
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == '__main__':
+    main()

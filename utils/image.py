@@ -1,0 +1,378 @@
+"""Reading and writing image files for the demo, keeping what the file was.
+
+`read_image(path)` gives the colour as a float (C, H, W) tensor in [0, 1] (C = 1 for grayscale,
+3 for colour), the alpha channel separately as (1, H, W) or None, and the `ImageKind` needed to
+write the result back in the same kind: bits per channel (8 or 16), grayscale or colour, alpha
+or not, the ICC profile. EXIF orientation is applied (Pillow's `ImageOps.exif_transpose`).
+
+16-bit PNGs: Pillow (13) reads 16-bit grayscale exactly (mode I;16), but 16-bit RGB, RGBA and
+gray+alpha PNGs come out as 8-bit modes holding only the high byte of each sample, and imageio's
+Pillow plugin gives the same uint8 arrays. Pillow cannot write them either. So here:
+- reading decodes such a PNG's pixel data a second time with the little-endian raw mode
+  (`RGB;16L` / `RGBA;16L`), whose unpacker takes the other byte of each big-endian sample, i.e.
+  the low byte; PNG unfiltering only depends on the bytes per pixel, which the two raw modes
+  share. High and low byte together are the exact 16-bit samples. A 16-bit gray+alpha PNG is
+  decoded with the 8-bit `RGBA` raw mode (also 4 bytes a pixel), which yields its four bytes
+  as they are.
+- writing any 16-bit PNG uses the small PNG encoder below (numpy filters + zlib, streamed in
+  row blocks so memory stays bounded).
+
+Writing is atomic: the file is written to a temporary file in the destination folder and
+renamed over the destination, so a failure never leaves a partial file and never destroys an
+existing one. Every problem raises `ImageError` with a one-line message naming the file.
+
+torch is imported where tensors are made, not at import time, so that a command line that fails
+on a missing or broken image reports it without paying for importing torch.
+"""
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import torch
+
+# extensions taken from a folder given as input (other files there are ignored)
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.jpe', '.jfif', '.bmp', '.dib', '.tif', '.tiff', '.webp',
+                    '.gif', '.ppm', '.pgm', '.pbm', '.pnm', '.tga', '.qoi', '.avif')
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    name: str         # Pillow format name
+    alpha: bool       # can store an alpha channel
+    bits16: bool      # can store 16 bits per channel
+    options: tuple = ()  # Pillow save options
+
+
+# what the demo writes, by extension
+OUTPUT_FORMATS = {
+    '.png': OutputFormat('PNG', alpha=True, bits16=True),
+    '.tif': OutputFormat('TIFF', alpha=True, bits16=False, options=(('compression', 'tiff_deflate'),)),
+    '.tiff': OutputFormat('TIFF', alpha=True, bits16=False, options=(('compression', 'tiff_deflate'),)),
+    '.webp': OutputFormat('WEBP', alpha=True, bits16=False, options=(('lossless', True),)),
+    '.jpg': OutputFormat('JPEG', alpha=False, bits16=False, options=(('quality', 95),)),
+    '.jpeg': OutputFormat('JPEG', alpha=False, bits16=False, options=(('quality', 95),)),
+    '.bmp': OutputFormat('BMP', alpha=False, bits16=False),
+}
+
+
+class ImageError(Exception):
+    """An image that cannot be read or written; the message is one line and names the file."""
+
+
+@dataclass(frozen=True)
+class ImageKind:
+    bits: int = 8                    # bits per channel: 8 or 16
+    gray: bool = False               # one colour channel
+    alpha: bool = False              # has an alpha channel
+    icc_profile: bytes = None        # embedded colour profile, written back where possible
+
+    def describe(self):
+        return f"{self.bits}-bit {'grayscale' if self.gray else 'RGB'}{'+alpha' if self.alpha else ''}"
+
+
+@dataclass
+class LoadedImage:
+    pixels: 'torch.Tensor'   # (C, H, W) float32 in [0, 1], C = 1 (grayscale) or 3
+    alpha: 'torch.Tensor'    # (1, H, W) float32 in [0, 1], or None
+    kind: ImageKind
+
+    @property
+    def size(self):
+        """(height, width)"""
+        return tuple(self.pixels.shape[-2:])
+
+
+def first_line(err):
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+# ------------------------------------------------------------------------------------------
+# reading
+
+# errors Pillow (or its plugins) raise for files that are broken in one way or another
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, KeyError, IndexError,
+                  struct.error, zlib.error, Image.DecompressionBombError)
+
+
+def read_image(path):
+    """The image at `path` as a `LoadedImage`, EXIF orientation applied."""
+    if not os.path.exists(path):
+        raise ImageError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise ImageError(f"{path}: is a folder, not an image file")
+    try:
+        with Image.open(path) as im:
+            low_rawmode = _png16_low_rawmode(im)
+            if low_rawmode is None:
+                im.load()
+                return _from_pillow(ImageOps.exif_transpose(im), path)
+            return _read_png16(path, im, low_rawmode)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file (or not a format Pillow can read)") from None
+    except _DECODE_ERRORS as e:
+        raise ImageError(f"{path}: cannot read image ({first_line(e)})") from None
+
+
+def _png16_low_rawmode(im):
+    """For a 16-bit RGB / RGBA / gray+alpha PNG that Pillow would read as 8 bits: the raw mode
+    that decodes the bytes Pillow drops (see the module doc). None for every other image."""
+    if im.format != 'PNG' or len(im.tile) != 1:
+        return None
+    rawmode = im.tile[0][3]
+    rawmode = rawmode[0] if isinstance(rawmode, tuple) else rawmode
+    return {'RGB;16B': 'RGB;16L', 'RGBA;16B': 'RGBA;16L', 'LA;16B': 'RGBA'}.get(rawmode)
+
+
+def _decode_with_rawmode(path, rawmode):
+    """The first frame of the PNG at `path`, pixel data decoded with `rawmode`, EXIF-transposed."""
+    with Image.open(path) as im:
+        tile = im.tile[0]
+        im.tile = [ImageFile._Tile(tile[0], tile[1], tile[2], rawmode)]
+        im.load()
+        return np.asarray(ImageOps.exif_transpose(im))
+
+
+def _read_png16(path, im, low_rawmode):
+    transparency = im.info.get('transparency')
+    icc = im.info.get('icc_profile')
+    if low_rawmode == 'RGBA':  # 16-bit gray+alpha: the four bytes of each pixel as they are
+        raw = _decode_with_rawmode(path, 'RGBA').astype(np.uint16)
+        gray, alpha = raw[..., 0] << 8 | raw[..., 1], raw[..., 2] << 8 | raw[..., 3]
+        return _loaded(gray[..., None], alpha, 16, icc)
+    im.load()
+    high = np.asarray(ImageOps.exif_transpose(im)).astype(np.uint16)
+    low = _decode_with_rawmode(path, low_rawmode).astype(np.uint16)
+    full = high << 8 | low
+    if full.shape[-1] == 4:
+        return _loaded(full[..., :3], full[..., 3], 16, icc)
+    return _loaded(full, _keyed_alpha(full, transparency, 65535), 16, icc)
+
+
+def _keyed_alpha(arr, key, top):
+    """Alpha from a tRNS-style colour key (PNG grayscale / RGB transparency), or None."""
+    if key is None or isinstance(key, bytes):
+        return None
+    key = np.asarray(key, dtype=np.int64).reshape(-1)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if len(key) != arr.shape[-1]:
+        return None
+    return np.where((arr == key).all(-1), 0, top).astype(arr.dtype)
+
+
+def _from_pillow(im, path):
+    """Colour, alpha and kind of a loaded Pillow image of any common mode."""
+    icc = im.info.get('icc_profile')
+    transparency = im.info.get('transparency')
+    mode = im.mode
+    if mode == '1':
+        im, mode = im.convert('L'), 'L'
+    if mode == 'P':
+        im = im.convert('RGBA' if transparency is not None else 'RGB')
+        mode, transparency = im.mode, None
+    elif mode in ('PA', 'RGBa', 'RGBX', 'CMYK', 'YCbCr', 'LAB', 'HSV', 'La'):
+        im = im.convert({'PA': 'RGBA', 'RGBa': 'RGBA', 'La': 'LA'}.get(mode, 'RGB'))
+        mode = im.mode
+        if mode == 'RGB':
+            icc = None  # a CMYK/Lab profile does not describe the converted pixels
+    arr = np.asarray(im)
+    if mode == 'L':
+        return _loaded(arr[..., None], _keyed_alpha(arr, transparency, 255), 8, icc)
+    if mode == 'LA':
+        return _loaded(arr[..., :1], arr[..., 1], 8, icc)
+    if mode == 'RGB':
+        return _loaded(arr, _keyed_alpha(arr, transparency, 255), 8, icc)
+    if mode == 'RGBA':
+        return _loaded(arr[..., :3], arr[..., 3], 8, icc)
+    if mode.startswith('I;16'):
+        arr = arr.astype(np.uint16)
+        return _loaded(arr[..., None], _keyed_alpha(arr, transparency, 65535), 16, icc)
+    if mode == 'I' and arr.size and 0 <= arr.min() and arr.max() <= 65535:
+        arr = arr.astype(np.uint16)
+        return _loaded(arr[..., None], _keyed_alpha(arr, transparency, 65535), 16, icc)
+    raise ImageError(f"{path}: unsupported image mode {mode!r} (expected 8/16-bit grayscale or RGB, "
+                     f"with or without alpha)")
+
+
+def _loaded(colour, alpha, bits, icc):
+    """LoadedImage from integer arrays: colour (H, W, C), alpha (H, W) or None."""
+    import torch
+    top = 255.0 if bits == 8 else 65535.0
+    pixels = torch.from_numpy(np.ascontiguousarray(colour.transpose(2, 0, 1)).astype(np.float32) / top)
+    if alpha is not None:
+        alpha = torch.from_numpy(alpha.astype(np.float32)[None] / top)
+    kind = ImageKind(bits=bits, gray=pixels.shape[0] == 1, alpha=alpha is not None, icc_profile=icc or None)
+    return LoadedImage(pixels, alpha, kind)
+
+
+def image_files(folder):
+    """The image files (by extension) directly inside `folder`, sorted; hidden files skipped."""
+    names = sorted(n for n in os.listdir(folder)
+                   if not n.startswith('.') and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
+    return [os.path.join(folder, n) for n in names if os.path.isfile(os.path.join(folder, n))]
+
+
+# ------------------------------------------------------------------------------------------
+# writing
+
+def output_format(path):
+    """The OutputFormat for `path`'s extension (ImageError for one the demo does not write)."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in OUTPUT_FORMATS:
+        raise ImageError(f"{path}: cannot write {ext or 'files without an extension'!r} "
+                         f"(use one of {', '.join(OUTPUT_FORMATS)})")
+    return OUTPUT_FORMATS[ext]
+
+
+def writable_kind(path, kind):
+    """What `path`'s format stores of an image of `kind`: (kind to write, note or None).
+
+    16 bits into a format that holds 8 becomes 8 bits, with a note saying so; alpha into a format
+    without alpha raises ImageError (dropping it would change the picture)."""
+    fmt = output_format(path)
+    if kind.alpha and not fmt.alpha:
+        raise ImageError(f"{path}: {fmt.name} cannot store the input's alpha channel "
+                         f"(use .png, .tif or .webp)")
+    if kind.bits == 16 and not fmt.bits16:
+        return (replace(kind, bits=8),
+                f"{path}: {fmt.name} holds 8 bits per channel, writing 8-bit (use .png to keep 16 bits)")
+    return kind, None
+
+
+def to_integers(x, bits):
+    """(C, H, W) float tensor in [0, 1] -> (H, W, C) uint8 / uint16 array, rounded."""
+    top = 255 if bits == 8 else 65535
+    x = x.detach().float().cpu().clamp(0, 1).mul(top).round_()
+    return x.permute(1, 2, 0).numpy().astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def write_image(path, pixels, alpha=None, bits=8, icc_profile=None):
+    """Write colour `pixels` ((1 or 3, H, W) in [0, 1]) and optional `alpha` ((1, H, W)) to `path`
+    with `bits` per channel, in the format its extension names, atomically."""
+    fmt = output_format(path)
+    if alpha is not None and not fmt.alpha:
+        raise ImageError(f"{path}: {fmt.name} cannot store an alpha channel")
+    if bits not in (8, 16) or (bits == 16 and not fmt.bits16):
+        raise ImageError(f"{path}: {fmt.name} cannot store {bits}-bit images")
+    if pixels.dim() != 3 or pixels.shape[0] not in (1, 3):
+        raise ValueError(f"pixels must be (1 or 3, H, W), got {tuple(pixels.shape)}")
+    import torch
+    planes = pixels if alpha is None else torch.cat([pixels, alpha.reshape(1, *pixels.shape[-2:])])
+    arr = to_integers(planes, bits)
+    if arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if bits == 16:
+        _atomic_write(path, lambda f: write_png16(f, arr, icc_profile=icc_profile))
+        return
+    im = Image.fromarray(arr)
+    options = dict(fmt.options)
+    if icc_profile and not (fmt.name == 'WEBP' and im.mode in ('L', 'LA')):  # WebP stores gray as RGB
+        options['icc_profile'] = icc_profile
+    _atomic_write(path, lambda f: im.save(f, format=fmt.name, **options))
+
+
+def _atomic_write(path, write):
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ImageError(f"{path}: folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise ImageError(f"{path}: is a folder")
+    if os.path.exists(path):
+        mode = os.stat(path).st_mode & 0o7777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+    except OSError as e:
+        raise ImageError(f"{path}: cannot write ({first_line(e)})") from None
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(e, (OSError, ValueError)):
+            raise ImageError(f"{path}: cannot write ({first_line(e)})") from None
+        raise
+
+
+# ------------------------------------------------------------------------------------------
+# a small 16-bit PNG encoder (Pillow cannot write 16-bit RGB / RGBA / gray+alpha)
+
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (gray, gray+alpha, RGB, RGBA)
+
+
+def _chunk(f, kind, data):
+    f.write(struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data)))
+
+
+def _filter_rows(rows, above, bpp, filter_type=None):
+    """PNG-filter `rows` (n, L) uint8 given the rows above them (n, L): (n, 1 + L) uint8 with the
+    filter byte first. filter_type None picks per row the filter with the smallest sum of absolute
+    signed bytes (the usual heuristic)."""
+    x = rows.astype(np.int16)
+    b = above.astype(np.int16)
+    a = np.zeros_like(x)
+    a[:, bpp:] = x[:, :-bpp]
+    c = np.zeros_like(b)
+    c[:, bpp:] = b[:, :-bpp]
+    pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+    paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+    predictors = [None, a, b, (a + b) >> 1, paeth]
+    types = range(5) if filter_type is None else [filter_type]
+    candidates = [(x if t == 0 else x - predictors[t]).astype(np.uint8) for t in types]  # wraps mod 256
+    if filter_type is None:
+        cost = np.stack([np.abs(cand.view(np.int8).astype(np.int32)).sum(1) for cand in candidates])
+        best = cost.argmin(0)
+        chosen = np.stack(candidates)[best, np.arange(len(x))]
+    else:
+        best = np.full(len(x), filter_type)
+        chosen = candidates[0]
+    return np.concatenate([best.astype(np.uint8)[:, None], chosen], axis=1)
+
+
+def write_png16(f, arr, icc_profile=None, filter_type=None):
+    """Write uint16 `arr` ((H, W) gray, or (H, W, C) with C = 1 gray, 2 gray+alpha, 3 RGB,
+    4 RGBA) to the binary file object `f` as a 16-bit PNG."""
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    h, w, channels = arr.shape
+    if arr.dtype != np.uint16 or channels not in _COLOUR_TYPES or h == 0 or w == 0:
+        raise ValueError(f"write_png16 needs a non-empty uint16 (H, W[, 1..4]) array, got {arr.dtype} {arr.shape}")
+    bpp = 2 * channels
+    f.write(_PNG_SIGNATURE)
+    _chunk(f, b'IHDR', struct.pack('>IIBBBBB', w, h, 16, _COLOUR_TYPES[channels], 0, 0, 0))
+    if icc_profile:
+        _chunk(f, b'iCCP', b'ICC profile\x00\x00' + zlib.compress(icc_profile))
+    compressor = zlib.compressobj(6)
+    block = max(1, (1 << 20) // (w * bpp))  # rows filtered at a time (~1 MB)
+    previous = np.zeros((1, w * bpp), np.uint8)
+    for r0 in range(0, h, block):
+        rows = arr[r0:r0 + block].astype('>u2').reshape(-1, w * channels).view(np.uint8)
+        above = np.concatenate([previous, rows[:-1]])
+        data = compressor.compress(_filter_rows(rows, above, bpp, filter_type).tobytes())
+        if data:
+            _chunk(f, b'IDAT', data)
+        previous = rows[-1:]
+    _chunk(f, b'IDAT', compressor.flush())
+    _chunk(f, b'IEND', b'')
