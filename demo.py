@@ -15,7 +15,8 @@ import torch
 from tqdm import tqdm
 
 from models.upscale import upscale, upscale_image
-from utils.checkpoint import CheckpointError, first_line, load_model
+from utils.checkpoint import CheckpointError, load_model
+from utils.errors import first_line
 from utils.device import DeviceError, autocast, resolve_device
 from utils.image import OUTPUT_FORMATS, ImageError, image_files, read_image, writable_kind, write_image
 

@@ -115,7 +115,7 @@ def test_16_bit_pngs_are_read_exactly(tmp_path, channels):
 
 @pytest.mark.parametrize('filter_type', [None, 0, 1, 2, 3, 4])
 @pytest.mark.parametrize('channels', [1, 2, 3, 4])
-def test_16_bit_png_writer_round_trips_and_pillow_agrees(channels, filter_type):
+def test_16_bit_png_writer_round_trips_and_pillow_agrees(tmp_path, channels, filter_type):
     a = np.random.default_rng(7).integers(0, 65536, (7, 11, channels)).astype(np.uint16)
     a[3:] = a[3:].cumsum(1, dtype=np.uint16)  # some smooth-ish rows as well as noise
     buf = io.BytesIO()
@@ -128,13 +128,9 @@ def test_16_bit_png_writer_round_trips_and_pillow_agrees(channels, filter_type):
         assert np.array_equal(np.asarray(im).astype(np.uint16), a[..., 0])
     elif channels in (3, 4):
         assert np.array_equal(np.asarray(im), (a >> 8).astype(np.uint8))
-    path = os.path.join(os.environ.get('TMPDIR', '/tmp'), f'.liif-test-{os.getpid()}-{channels}.png')
-    try:
-        with open(path, 'wb') as f:
-            f.write(data)
-        assert np.array_equal(as_uint(read_image(path), 16), a)
-    finally:
-        os.unlink(path)
+    path = tmp_path / 'out.png'
+    path.write_bytes(data)
+    assert np.array_equal(as_uint(read_image(str(path)), 16), a)
 
 
 def test_exif_orientation_is_applied_to_8_and_16_bit_images(tmp_path):

@@ -5,11 +5,12 @@ renamed into place, so an interrupted save never leaves a half-written checkpoin
 """
 import os
 import pickle
-import tempfile
 
 import torch
 
 import models
+from .errors import first_line
+from .files import atomic_write
 
 
 class CheckpointError(Exception):
@@ -19,11 +20,6 @@ class CheckpointError(Exception):
 def strip_module_prefix(sd):
     """Keys saved from a DataParallel / DistributedDataParallel wrapper start with 'module.'."""
     return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in sd.items()}
-
-
-def first_line(err):
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 def load_checkpoint(path):
@@ -92,15 +88,5 @@ def save_checkpoint(path, model_spec, model, optimizer_spec=None, optimizer=None
 
 
 def atomic_torch_save(obj, path):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path), suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, lambda f: torch.save(obj, f))

@@ -20,22 +20,19 @@ Pillow plugin gives the same uint8 arrays. Pillow cannot write them either. So h
 Writing is atomic: the file is written to a temporary file in the destination folder and
 renamed over the destination, so a failure never leaves a partial file and never destroys an
 existing one. Every problem raises `ImageError` with a one-line message naming the file.
-
-torch is imported where tensors are made, not at import time, so that a command line that fails
-on a missing or broken image reports it without paying for importing torch.
 """
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-if TYPE_CHECKING:
-    import torch
+from .errors import first_line
+from .files import atomic_write
+
 
 # extensions taken from a folder given as input (other files there are ignored)
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.jpe', '.jfif', '.bmp', '.dib', '.tif', '.tiff', '.webp',
@@ -79,19 +76,14 @@ class ImageKind:
 
 @dataclass
 class LoadedImage:
-    pixels: 'torch.Tensor'   # (C, H, W) float32 in [0, 1], C = 1 (grayscale) or 3
-    alpha: 'torch.Tensor'    # (1, H, W) float32 in [0, 1], or None
+    pixels: torch.Tensor     # (C, H, W) float32 in [0, 1], C = 1 (grayscale) or 3
+    alpha: torch.Tensor      # (1, H, W) float32 in [0, 1], or None
     kind: ImageKind
 
     @property
     def size(self):
         """(height, width)"""
         return tuple(self.pixels.shape[-2:])
-
-
-def first_line(err):
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 # ------------------------------------------------------------------------------------------
@@ -206,7 +198,6 @@ def _from_pillow(im, path):
 
 def _loaded(colour, alpha, bits, icc):
     """LoadedImage from integer arrays: colour (H, W, C), alpha (H, W) or None."""
-    import torch
     top = 255.0 if bits == 8 else 65535.0
     pixels = torch.from_numpy(np.ascontiguousarray(colour.transpose(2, 0, 1)).astype(np.float32) / top)
     if alpha is not None:
@@ -266,7 +257,6 @@ def write_image(path, pixels, alpha=None, bits=8, icc_profile=None):
         raise ImageError(f"{path}: {fmt.name} cannot store {bits}-bit images")
     if pixels.dim() != 3 or pixels.shape[0] not in (1, 3):
         raise ValueError(f"pixels must be (1 or 3, H, W), got {tuple(pixels.shape)}")
-    import torch
     planes = pixels if alpha is None else torch.cat([pixels, alpha.reshape(1, *pixels.shape[-2:])])
     arr = to_integers(planes, bits)
     if arr.shape[-1] == 1:
@@ -287,31 +277,10 @@ def _atomic_write(path, write):
         raise ImageError(f"{path}: folder {folder} does not exist")
     if os.path.isdir(path):
         raise ImageError(f"{path}: is a folder")
-    if os.path.exists(path):
-        mode = os.stat(path).st_mode & 0o7777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
-    except OSError as e:
+        atomic_write(path, write)
+    except (OSError, ValueError) as e:
         raise ImageError(f"{path}: cannot write ({first_line(e)})") from None
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(e, (OSError, ValueError)):
-            raise ImageError(f"{path}: cannot write ({first_line(e)})") from None
-        raise
 
 
 # ------------------------------------------------------------------------------------------
