@@ -146,8 +146,7 @@ class LIIF(nn.Module):
         k = 3 if self.feat_unfold else 1
         # unfold's channel-major order (c, ky, kx) is exactly a conv weight's layout
         w_feat = w_feat.reshape(w_feat.shape[0], self.feat.shape[1], k, k)
-        latent = F.conv2d(self.feat, w_feat, bias, padding=k // 2)
-        return latent.permute(0, 2, 3, 1).reshape(-1, latent.shape[1]).contiguous()  # rows gathered fast
+        return grid_rows(F.conv2d(self.feat, w_feat, bias, padding=k // 2))
 
     def gather(self, rows, iy, ix):
         """Rows of a per-latent table (B*h*w, D), laid out like the windowed feature map, at the
@@ -163,8 +162,8 @@ class LIIF(nn.Module):
         """coord, cell: (B, Q, 2) -> (B, Q, 3)."""
         _, _, full_h, full_w = self.window
         if self.imnet is None:
-            rows = self.feat.permute(0, 2, 3, 1).reshape(-1, self.feat.shape[1]).contiguous()
-            return self.gather(rows, nearest_index(coord[..., 0], full_h), nearest_index(coord[..., 1], full_w))
+            iy, ix = nearest_index(coord[..., 0], full_h), nearest_index(coord[..., 1], full_w)
+            return self.gather(grid_rows(self.feat), iy, ix)
         if self.latent is None:
             self.latent = self.latent_map()
         _, w_coord, w_cell, _ = self.first_layer_parts()
@@ -175,6 +174,11 @@ class LIIF(nn.Module):
             hidden += self.rel_cell(cell) @ w_cell.t()
         preds = self.imnet.layers[1:](hidden)  # all members in one call
         return self.blend(preds, rels)
+
+
+def grid_rows(grid):
+    """(B, C, h, w) -> (B*h*w, C), contiguous so that gathering rows is fast."""
+    return grid.permute(0, 2, 3, 1).reshape(-1, grid.shape[1]).contiguous()
 
 
 def sample_nearest(grid, coord):

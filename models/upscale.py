@@ -39,11 +39,15 @@ def upscale(model, inp, size, tile=256, chunk=None, data_norm=(0.5, 0.5), progre
     data_norm: (sub, div) applied to the input and undone on the output.
     Returns a (3, H, W) float tensor in [0, 1] on the input's device.
     """
+    if inp.dim() not in (3, 4) or inp.shape[-3] != 3 or (inp.dim() == 4 and inp.shape[0] != 1):
+        raise ValueError(f"upscale takes one RGB image, (3, h, w) or (1, 3, h, w); got {tuple(inp.shape)}")
+    chunk = chunk or default_chunk(inp.device)
+    if tile < 1 or chunk < 1 or min(size) < 1:
+        raise ValueError(f"upscale needs a positive tile, chunk and size; got {tile}, {chunk}, {tuple(size)}")
     inp = inp.reshape(1, *inp.shape[-3:])
     h, w = inp.shape[-2:]
     H, W = size
     sub, div = data_norm
-    chunk = chunk or default_chunk(inp.device)
     ys, xs = coord_seq(H, device=inp.device), coord_seq(W, device=inp.device)
     owner_y, owner_x = nearest_index(ys, h), nearest_index(xs, w)
     # latents beyond a query's nearest one that the decoder reads (neighbour + 3x3 unfold;

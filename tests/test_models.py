@@ -173,3 +173,24 @@ def test_official_checkpoint_loads_strictly_and_upscales_set5_x4():
     assert value >= 30, value
     # the official implementation gives 35.1106 dB on this image
     assert abs(value - 35.1106) < 1e-3, value
+
+
+@pytest.mark.parametrize('shape, kwargs, message', [((1, 8, 8), {}, r'one RGB image.*\(1, 8, 8\)'),
+                                                    ((2, 3, 8, 8), {}, r'one RGB image'),
+                                                    ((3, 8, 8), {'tile': 0}, r'positive tile'),
+                                                    ((3, 8, 8), {'size': (0, 5)}, r'positive tile, chunk and size')])
+def test_upscale_rejects_bad_arguments(shape, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        upscale(liif(), torch.rand(shape), **{'size': (16, 16), **kwargs})
+
+
+def test_upscale_image_keeps_grayscale_and_alpha():
+    from models.upscale import upscale_image
+    model = liif()
+    gray, alpha = torch.rand(1, 9, 7), torch.rand(1, 9, 7)
+    pixels, up_alpha = upscale_image(model, gray, alpha, (20, 15))
+    assert pixels.shape == up_alpha.shape == (1, 20, 15)
+    torch.testing.assert_close(pixels, upscale(model, gray.expand(3, -1, -1), (20, 15)).mean(0, keepdim=True))
+    torch.testing.assert_close(up_alpha, upscale(model, alpha.expand(3, -1, -1), (20, 15)).mean(0, keepdim=True))
+    _, opaque = upscale_image(model, torch.rand(3, 9, 7), torch.ones(1, 9, 7), (20, 15))
+    assert torch.equal(opaque, torch.ones(1, 20, 15))
