@@ -162,17 +162,18 @@ def read(path):
     return torch.from_numpy(iio.imread(path)).permute(2, 0, 1).float() / 255
 
 
-def test_official_checkpoint_loads_strictly_and_upscales_set5_x4():
+def test_official_checkpoint_loads_strictly_and_reproduces_set5_x4():
     model = load_model(need(OFFICIAL_CKPT))
     assert isinstance(model, models.liif.LIIF)
-    lr = read(need(f'{DATA}/benchmark/Set5/LR_bicubic/X4/birdx4.png'))
-    hr = read(need(f'{DATA}/benchmark/Set5/HR/bird.png'))
-    hr = hr[:, :lr.shape[1] * 4, :lr.shape[2] * 4]
-    sr = upscale(model, lr, hr.shape[-2:])
-    value = psnr(sr, hr, shave=4, y_channel=True)
-    assert value >= 30, value
-    # the official implementation gives 35.1106 dB on this image
-    assert abs(value - 35.1106) < 1e-3, value
+    values = []
+    for name in ('baby', 'bird', 'butterfly', 'head', 'woman'):
+        lr = read(need(f'{DATA}/benchmark/Set5/LR_bicubic/X4/{name}x4.png'))
+        hr = read(need(f'{DATA}/benchmark/Set5/HR/{name}.png'))
+        hr = hr[:, :lr.shape[1] * 4, :lr.shape[2] * 4]
+        values.append(psnr(upscale(model, lr, hr.shape[-2:]), hr, shave=4, y_channel=True))
+    assert min(values) >= 28 and values[1] >= 30, values  # bird
+    # the official implementation's mean on Set5 x4 is 32.2375 dB
+    assert abs(sum(values) / len(values) - 32.2375) < 1e-3, values
 
 
 @pytest.mark.parametrize('shape, kwargs, message', [((1, 8, 8), {}, r'one RGB image.*\(1, 8, 8\)'),
