@@ -18,7 +18,6 @@ tensor is part of that increase, so its size is subtracted to give the working m
 Figures are measurements, not tests: nothing here passes or fails.
 """
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -39,12 +38,14 @@ import models  # noqa: E402
 from models.upscale import default_chunk, upscale  # noqa: E402
 from utils.checkpoint import load_model  # noqa: E402
 from utils.coords import make_coord  # noqa: E402
+from utils.device import autocast  # noqa: E402
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(REPO), 'shared', 'weights', 'edsr-baseline-liif.pth')
 SPEC = {'name': 'liif', 'args': {
     'encoder_spec': {'name': 'edsr-baseline', 'args': {'no_upsampling': True}},
     'imnet_spec': {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [256, 256, 256, 256]}}}}
 MiB = 2 ** 20
+CPU = torch.device('cpu')
 
 
 # --- setup --------------------------------------------------------------------------------
@@ -56,12 +57,6 @@ def get_model(weights):
         return load_model(weights), f'checkpoint {weights}'
     torch.manual_seed(0)
     return models.make(SPEC).eval(), f'random weights, same architecture ({weights} not found)'
-
-
-def precision_context(precision):
-    if precision == 'bf16':
-        return torch.autocast('cpu', dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def cpu_name():
@@ -116,7 +111,7 @@ def time_encoder(model, inp):
 
 
 def time_case(model, inp, coord, cell, chunk, form, precision, repeats):
-    with torch.no_grad(), precision_context(precision):
+    with torch.no_grad(), autocast(CPU, precision):
         pred, _ = decode_once(model, inp, coord, cell, chunk, form)  # warm-up
         whole = [decode_once(model, inp, coord, cell, chunk, form)[1] for _ in range(repeats)]
         enc = statistics.median(time_encoder(model, inp) for _ in range(repeats))
@@ -191,7 +186,7 @@ def memory_case(args):
     torch.manual_seed(0)
     size = args.memory_case
     inp = torch.rand(3, size, size)
-    with precision_context(args.memory_precision):  # one-time lazy initialisation (kernels, thread
+    with autocast(CPU, args.memory_precision):  # one-time lazy initialisation (kernels, thread
         upscale(model, torch.rand(3, 8, 8), (8 * args.scale, 8 * args.scale))  # pool) is not working memory
     if reset_peak_rss():  # the model load's transient peak must not hide the run's peak
         baseline_kib, method = read_status_kib('VmRSS'), 'peak reset via /proc/self/clear_refs'
@@ -199,7 +194,7 @@ def memory_case(args):
         baseline_kib, method = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, 'ru_maxrss before/after'
     kwargs = {'tile': args.tile} if args.memory_chunk is None else {'tile': args.tile, 'chunk': args.memory_chunk}
     t0 = time.perf_counter()
-    with precision_context(args.memory_precision):
+    with autocast(CPU, args.memory_precision):
         out = upscale(model, inp, (size * args.scale, size * args.scale), **kwargs)
     wall = time.perf_counter() - t0
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux

@@ -15,3 +15,10 @@ def need(path):
     if not os.path.exists(path):
         pytest.skip(f"shared file not found: {path}")
     return path
+
+
+def tiny_liif_spec(n_feats=8):
+    """A LIIF small enough for fast tests: one res-block encoder, one hidden layer of 16."""
+    return {'name': 'liif', 'args': {
+        'encoder_spec': {'name': 'edsr-baseline', 'args': {'no_upsampling': True, 'n_resblocks': 1, 'n_feats': n_feats}},
+        'imnet_spec': {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [16]}}}}

@@ -5,11 +5,9 @@ import torch
 
 import models
 from utils.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
-from shared import OFFICIAL_CKPT, need
+from shared import OFFICIAL_CKPT, need, tiny_liif_spec
 
-SPEC = {'name': 'liif', 'args': {
-    'encoder_spec': {'name': 'edsr-baseline', 'args': {'no_upsampling': True, 'n_resblocks': 1, 'n_feats': 8}},
-    'imnet_spec': {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [16]}}}}
+SPEC = tiny_liif_spec()
 
 
 def test_save_then_load_round_trip_in_the_official_format(tmp_path):

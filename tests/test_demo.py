@@ -16,18 +16,12 @@ import torch
 from PIL import Image
 
 import models
-from shared import OFFICIAL_CKPT, REPO, need
+from shared import OFFICIAL_CKPT, REPO, need, tiny_liif_spec as tiny_spec
 from utils.checkpoint import save_checkpoint
 from utils.image import ImageError, read_image, write_image, write_png16
 
 DEMO = os.path.join(REPO, 'demo.py')
 SAMPLE = os.path.join(REPO, 'load', 'samples', 'coffee.png')
-
-
-def tiny_spec(n_feats=8):
-    return {'name': 'liif', 'args': {
-        'encoder_spec': {'name': 'edsr-baseline', 'args': {'no_upsampling': True, 'n_resblocks': 1, 'n_feats': n_feats}},
-        'imnet_spec': {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [16]}}}}
 
 
 def demo(*args, ok=True):
