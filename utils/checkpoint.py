@@ -68,9 +68,14 @@ def model_from_spec(spec, source='checkpoint'):
     return model
 
 
-def load_model(path, device='cpu'):
-    """The model stored in the checkpoint at `path`, in eval mode, on `device`."""
-    return model_from_spec(load_checkpoint(path)['model'], source=path).to(device).eval()
+def load_model(path, device='cpu', ema=True):
+    """The model stored in the checkpoint at `path`, in eval mode, on `device`; with `ema`, the
+    averaged weights when the training run kept an EMA of them (train.py's `ema` option)."""
+    ckpt = load_checkpoint(path)
+    spec = ckpt['model']
+    if ema and isinstance(ckpt.get('ema'), dict) and 'sd' in ckpt['ema']:
+        spec = dict(spec, sd=ckpt['ema']['sd'])
+    return model_from_spec(spec, source=path).to(device).eval()
 
 
 def save_checkpoint(path, model_spec, model, optimizer_spec=None, optimizer=None, epoch=None, **extra):

@@ -2,6 +2,20 @@
 
 
 def first_line(err):
-    """'ErrorType: first line of its message' (just the type when there is no message)."""
+    """'ErrorType: first line of its message' (just the type when there is no message).
+
+    An error raised in a DataLoader worker reaches the main process wrapped in a message that
+    starts 'Caught ... in DataLoader worker process' and carries the original traceback; its
+    last line, the original 'ErrorType: message', is the line that says what went wrong."""
     text = str(err).strip().splitlines()
+    if len(text) > 2 and text[0].startswith('Caught ') and text[1].startswith('Original Traceback'):
+        name, _, msg = text[-1].strip().partition(': ')
+        return f"{name.rsplit('.', 1)[-1]}: {msg}"  # the traceback names the type with its module
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def message(err):
+    """The message of a one-line project error without its type (what the CLIs print)."""
+    line = first_line(err)
+    name = type(err).__name__ + ': '
+    return line[len(name):] if line.startswith(name) else line

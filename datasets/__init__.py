@@ -1,0 +1,2 @@
+from .datasets import register, make, DataError
+from . import image_folder, wrappers

@@ -1,0 +1,15 @@
+"""The data set registry (image folders and the SR wrappers around them), like the models'."""
+from utils.registry import Registry
+
+registry = Registry('dataset')
+register = registry.register
+datasets = registry.entries
+
+
+class DataError(Exception):
+    """Data that cannot be used (unreadable file, image too small, ...); one line naming the file."""
+
+
+def make(dataset_spec, args=None):
+    """Build a data set from `{name, args}`; `args` (e.g. {'dataset': inner}) update the spec's args."""
+    return registry.make(dataset_spec, args)

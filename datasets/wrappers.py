@@ -1,0 +1,178 @@
+"""SR wrappers: turn images into LIIF training / evaluation samples with the official semantics.
+
+A sample is {'inp': LR (3, h, w), 'coord': (Q, 2), 'cell': (Q, 2), 'gt': (Q, 3)}, floats, colours
+in [0, 1], coordinates of HR pixel centres in [-1, 1] (row, col), cell = (2/H_hr, 2/W_hr); Q is
+`sample_q` pixels drawn without replacement, or all H_hr * W_hr pixels. `pair(idx)` gives the
+(LR, HR) images (3, h, w), (3, H, W) before pixel sampling, for whole-image evaluation.
+
+Randomness (scale, crop position, flips, sampled pixels) comes from a generator seeded by
+(seed, epoch, idx): a sample depends only on those, not on worker processes, ranks or how many
+samples came before, which is what makes distributed training equal to one process and a
+resumed run equal to an uninterrupted one. Indexing with (epoch, idx) picks the epoch (the
+training sampler does this); a plain idx uses epoch 0, so validation samples never change.
+"""
+import math
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from utils.coords import to_pixel_samples
+from .datasets import DataError, register
+
+
+def resize_bicubic(img, size):
+    """PIL bicubic resize of an RGB uint8 array (H, W, 3) to `size` = (h, w): how the official
+    code makes LR images (torchvision's ToPILImage + Resize, which is exactly this on uint8)."""
+    return np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((size[1], size[0]), Image.BICUBIC))
+
+
+def to_tensor(img):
+    """RGB uint8 array (H, W, 3) -> float tensor (3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div_(255)  # a writable copy
+
+
+class SRWrapper(Dataset):
+    """Shared sampling: augmentation, pixel sampling, cells. Subclasses implement `crop(idx, rng)`."""
+
+    def __init__(self, dataset, augment=False, sample_q=None, seed=0):
+        self.dataset = dataset
+        self.augment = augment
+        self.sample_q = sample_q
+        self.seed = seed
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def rng(self, idx, epoch=0):
+        return np.random.default_rng([self.seed, epoch, idx])
+
+    def pair(self, idx):
+        lr, hr = self.crop(idx, self.rng(idx))
+        return to_tensor(lr), to_tensor(hr)
+
+    def __getitem__(self, key):
+        epoch, idx = key if isinstance(key, tuple) else (0, key)
+        rng = self.rng(idx, epoch)
+        lr, hr = self.crop(idx, rng)
+        lr, hr = to_tensor(lr), to_tensor(hr)
+        if self.augment:
+            hflip, vflip, dflip = rng.random(3) < 0.5
+            lr, hr = (augment(x, hflip, vflip, dflip) for x in (lr, hr))
+        coord, rgb = to_pixel_samples(hr.contiguous())
+        if self.sample_q is not None:
+            if self.sample_q > len(coord):
+                raise DataError(f"{self.dataset.describe(idx)}: sample_q {self.sample_q} is more than the "
+                                f"{len(coord)} pixels of its {hr.shape[-2]}x{hr.shape[-1]} HR crop")
+            keep = torch.from_numpy(rng.choice(len(coord), self.sample_q, replace=False))
+            coord, rgb = coord[keep], rgb[keep]
+        cell = torch.tensor([2 / hr.shape[-2], 2 / hr.shape[-1]]).expand_as(coord).contiguous()
+        return {'inp': lr, 'coord': coord, 'cell': cell, 'gt': rgb}
+
+    def too_small(self, idx, image, crop):
+        return DataError(f"{self.dataset.describe(idx)}: image is {image[0]}x{image[1]}, "
+                         f"smaller than the {crop[0]}x{crop[1]} crop it needs")
+
+
+def augment(x, hflip, vflip, dflip):
+    """The official augmentation: flip rows, flip columns, transpose (each independently)."""
+    if hflip:
+        x = x.flip(-2)
+    if vflip:
+        x = x.flip(-1)
+    if dflip:
+        x = x.transpose(-2, -1)
+    return x
+
+
+@register('sr-implicit-downsampled')
+class SRImplicitDownsampled(SRWrapper):
+    """HR from one image, LR made by PIL bicubic at a scale s ~ U(scale_min, scale_max).
+
+    With `inp_size`: a random HR crop of round(inp_size * s) pixels and its inp_size LR.
+    Without: the whole image, HR cropped so that LR = floor(HR / s) exactly."""
+
+    def __init__(self, dataset, inp_size=None, scale_min=1, scale_max=None, augment=False, sample_q=None, seed=0):
+        super().__init__(dataset, augment, sample_q, seed)
+        self.inp_size = inp_size
+        self.scale_min = scale_min
+        self.scale_max = scale_min if scale_max is None else scale_max
+
+    def crop(self, idx, rng):
+        img = self.dataset[idx]
+        s = rng.uniform(self.scale_min, self.scale_max)
+        H, W = img.shape[:2]
+        if self.inp_size is None:
+            h_lr, w_lr = math.floor(H / s + 1e-9), math.floor(W / s + 1e-9)
+            if min(h_lr, w_lr) < 1:
+                raise DataError(f"{self.dataset.describe(idx)}: image is {H}x{W}, too small for scale {s:g}")
+            hr = img[:round(h_lr * s), :round(w_lr * s)]
+            return resize_bicubic(hr, (h_lr, w_lr)), hr
+        w_lr = self.inp_size
+        w_hr = round(w_lr * s)
+        if H < w_hr or W < w_hr:
+            raise self.too_small(idx, (H, W), (w_hr, w_hr))
+        x0, y0 = rng.integers(0, H - w_hr + 1), rng.integers(0, W - w_hr + 1)
+        hr = img[x0:x0 + w_hr, y0:y0 + w_hr]
+        return resize_bicubic(hr, (w_lr, w_lr)), hr
+
+
+@register('sr-implicit-paired')
+class SRImplicitPaired(SRWrapper):
+    """(LR, HR) pairs from a paired data set; the integer scale comes from their heights.
+
+    With `inp_size`: aligned random crops (LR inp_size, HR inp_size * s). Without: the whole LR
+    and the HR cropped to s times its size."""
+
+    def __init__(self, dataset, inp_size=None, augment=False, sample_q=None, seed=0):
+        super().__init__(dataset, augment, sample_q, seed)
+        self.inp_size = inp_size
+
+    def crop(self, idx, rng):
+        lr, hr = self.dataset[idx]
+        s = hr.shape[0] // lr.shape[0]
+        h_lr, w_lr = lr.shape[:2]
+        if s < 1 or hr.shape[1] < w_lr * s:
+            raise DataError(f"{self.dataset.describe(idx)}: HR {hr.shape[0]}x{hr.shape[1]} is not an "
+                            f"integer multiple of LR {h_lr}x{w_lr}")
+        if self.inp_size is None:
+            return lr, hr[:h_lr * s, :w_lr * s]
+        w = self.inp_size
+        if h_lr < w or w_lr < w:
+            raise self.too_small(idx, (h_lr, w_lr), (w, w))
+        x0, y0 = rng.integers(0, h_lr - w + 1), rng.integers(0, w_lr - w + 1)
+        return lr[x0:x0 + w, y0:y0 + w], hr[x0 * s:(x0 + w) * s, y0 * s:(y0 + w) * s]
+
+
+@register('sr-implicit-uniform-varied')
+class SRImplicitUniformVaried(SRWrapper):
+    """Paired (LR, HR) where the HR's shorter side is resized to a size that grows uniformly with
+    the index from size_min to size_max (the official wrapper for fixed-LR, varied-scale sets).
+    `augment` here is the official one for this wrapper: a random column flip only."""
+
+    def __init__(self, dataset, size_min, size_max=None, augment=False, gt_resize=None, sample_q=None, seed=0):
+        super().__init__(dataset, False, sample_q, seed)
+        self.size_min = size_min
+        self.size_max = size_min if size_max is None else size_max
+        self.flip = augment
+        self.gt_resize = gt_resize
+
+    def crop(self, idx, rng):
+        lr, hr = self.dataset[idx]
+        p = idx / max(len(self.dataset) - 1, 1)
+        hr = resize_short_side(hr, round(self.size_min + (self.size_max - self.size_min) * p))
+        if self.flip and rng.random() < 0.5:
+            lr, hr = lr[:, ::-1], hr[:, ::-1]
+        if self.gt_resize is not None:
+            hr = resize_short_side(hr, self.gt_resize)
+        return lr, hr
+
+
+def resize_short_side(img, size):
+    """Resize so that the shorter side is `size`, keeping the aspect ratio (truncating the longer
+    side, as torchvision's Resize(int) does)."""
+    H, W = img.shape[:2]
+    if H <= W:
+        return resize_bicubic(img, (size, int(size * W / H)))
+    return resize_bicubic(img, (int(size * H / W), size))

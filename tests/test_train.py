@@ -1,0 +1,264 @@
+"""train.py as users run it: real subprocesses, real images, torchrun for distributed runs."""
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from shared import DATA, REPO, need
+
+QUICKSTART = os.path.join(REPO, 'configs', 'quickstart.yaml')
+
+
+def train_images():
+    return need(os.path.join(DATA, 'train', 'BSD200'))
+
+
+def small_run(first_k=8, repeat=1, epoch_max=2, workers=0, extra=()):
+    """--set overrides shrinking the quickstart config to a few iterations on real images."""
+    return ['--set', f'train_dataset.dataset.args.root_path={train_images()}',
+            '--set', f'+train_dataset.dataset.args.first_k={first_k}',
+            '--set', f'train_dataset.dataset.args.repeat={repeat}',
+            '--set', f'epoch_max={epoch_max}', '--set', f'+num_workers={workers}',
+            '--set', 'val_full=null', '--set', 'epoch_val=null', *extra]
+
+
+def train_cmd(save_dir, name, *args):
+    return [sys.executable, 'train.py', '--config', QUICKSTART, '--save-dir', str(save_dir), '--name', name,
+            '--device', 'cpu', *args]
+
+
+def run(cmd, **kwargs):
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300, **kwargs)
+
+
+def load(path):
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def digest(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+@pytest.mark.slow
+def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path):
+    args = small_run(first_k=16, epoch_max=2)  # global batch 8: 2 iterations an epoch
+    single = run(train_cmd(tmp_path, 'single', *args))
+    assert single.returncode == 0, single.stderr
+    ddp = run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+               *train_cmd(tmp_path, 'ddp', *args)[1:]])
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert '2 process(es)' in (tmp_path / 'ddp' / 'log.txt').read_text()
+    a, b = load(tmp_path / 'single' / 'epoch-last.pth'), load(tmp_path / 'ddp' / 'epoch-last.pth')
+    assert a['iteration'] == b['iteration'] == 4
+    for key, value in a['model']['sd'].items():
+        torch.testing.assert_close(b['model']['sd'][key], value, rtol=0, atol=1e-5)
+    # both processes saved their random state (each trained on its own share)
+    assert len(b['rng']) == 2 and len(a['rng']) == 1
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path):
+    args = small_run(first_k=16, repeat=10, epoch_max=3,
+                     extra=['--set', '+ema={decay: 0.9}', '--set', '+deterministic=true', '--set', 'epoch_val=1',
+                            '--set', '+grad_clip=0.5'])
+    whole = run(train_cmd(tmp_path, 'whole', *args))
+    assert whole.returncode == 0, whole.stderr
+
+    # the interrupted run uses a data-loading worker process: samples do not depend on that
+    cmd = train_cmd(tmp_path, 'killed', *args, '--set', 'num_workers=1')
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=dict(os.environ, OMP_NUM_THREADS='1'))
+    progress = []
+    mid_epoch_2 = re.compile(r'epoch 2/3:.*\| *([3-9]|1[0-5])/20')
+    killed = threading.Event()
+
+    def watch():
+        buf = b''
+        while not killed.is_set():
+            chunk = proc.stderr.read1(4096)
+            if not chunk:
+                return
+            buf = buf[-4096:] + chunk
+            progress.append(chunk)
+            if mid_epoch_2.search(buf.decode(errors='replace')):
+                proc.send_signal(signal.SIGKILL)
+                killed.set()
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    proc.wait(timeout=300)
+    watcher.join()
+    assert killed.is_set() and proc.returncode == -signal.SIGKILL, b''.join(progress)[-2000:]
+    assert load(tmp_path / 'killed' / 'epoch-last.pth')['epoch'] == 1  # killed inside epoch 2
+
+    resumed = run(cmd + ['--resume'])
+    assert resumed.returncode == 0, resumed.stderr
+    assert 'resumed from' in (tmp_path / 'killed' / 'log.txt').read_text()
+    a, b = load(tmp_path / 'whole' / 'epoch-last.pth'), load(tmp_path / 'killed' / 'epoch-last.pth')
+    assert a['epoch'] == b['epoch'] == 3 and a['iteration'] == b['iteration'] == 60
+    for part in ('model', 'ema'):
+        for key, value in a[part]['sd'].items():
+            assert torch.equal(b[part]['sd'][key], value), (part, key)
+    state_a, state_b = a['optimizer']['sd']['state'], b['optimizer']['sd']['state']
+    assert state_a.keys() == state_b.keys()
+    for index, moments in state_a.items():
+        for key, value in moments.items():
+            assert torch.equal(state_b[index][key], value), (index, key)
+    assert a['best'] == b['best']
+
+
+def test_checkpoint_holds_official_format_and_training_state(tmp_path):
+    result = run(train_cmd(tmp_path, 'r', *small_run(epoch_max=2, extra=['--set', 'epoch_save=2'])))
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / 'r'
+    assert {'epoch-last.pth', 'epoch-2.pth', 'config.yaml', 'log.txt', 'tensorboard'} <= set(os.listdir(folder))
+    assert not [n for n in os.listdir(folder) if n.endswith('.tmp')]
+    ckpt = load(folder / 'epoch-last.pth')
+    assert set(ckpt['model']) == {'name', 'args', 'sd'} and ckpt['model']['name'] == 'liif'
+    assert ckpt['optimizer']['name'] == 'adam' and ckpt['epoch'] == 2 and ckpt['iteration'] == 2
+    assert ckpt['scheduler']['last_epoch'] == 2 and ckpt['config']['epoch_max'] == 2
+    assert 'encoder.body.0.body.0.weight' in ckpt['model']['sd']
+    log = (folder / 'log.txt').read_text()
+    assert 'epoch 1/2' in log and 'epoch 2/2' in log and 'train loss' in log
+    assert os.listdir(folder / 'tensorboard')
+
+
+def test_existing_run_folder_is_never_overwritten(tmp_path):
+    folder = tmp_path / 'taken'
+    folder.mkdir()
+    (folder / 'notes.txt').write_text('keep me')
+    result = run(train_cmd(tmp_path, 'taken', *small_run()))
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith('train.py: error:') and str(folder) in line and '--resume' in line
+    assert os.listdir(folder) == ['notes.txt'] and (folder / 'notes.txt').read_text() == 'keep me'
+
+    result = run(train_cmd(tmp_path, 'fresh', *small_run(), '--resume'))
+    assert result.returncode != 0 and 'epoch-last.pth not found' in result.stderr
+
+
+def test_nan_loss_stops_with_the_iteration_and_keeps_the_last_checkpoint(tmp_path):
+    args = small_run(first_k=8, epoch_max=1)
+    assert run(train_cmd(tmp_path, 'r', *args)).returncode == 0
+    last = tmp_path / 'r' / 'epoch-last.pth'
+    before = digest(last)
+    # a zero divisor makes every target infinite: the loss of the first new iteration is inf
+    result = run(train_cmd(tmp_path, 'r', *args, '--set', 'epoch_max=2', '--set', 'data_norm.gt.div=[0.0]', '--resume'))
+    assert result.returncode != 0
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith('train.py: error: loss is') and 'iteration 2 ' in line and 'epoch 2' in line
+    assert digest(last) == before
+
+
+def make_folder(path, sizes, corrupt=None):
+    path.mkdir()
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path / f'{i:02d}.png')
+    if corrupt:
+        (path / corrupt).write_bytes(b'\x89PNG\r\n\x1a\n' + b'broken' * 10)
+    return str(path)
+
+
+@pytest.mark.parametrize('workers', [0, 1])
+def test_corrupt_image_is_named(tmp_path, workers):
+    folder = make_folder(tmp_path / 'imgs', [(120, 120)] * 3, corrupt='01b.png')
+    args = small_run(workers=workers) + ['--set', f'train_dataset.dataset.args.root_path={folder}',
+                                         '--set', 'train_dataset.dataset.args.cache=none']
+    result = run(train_cmd(tmp_path, 'r', *args))
+    assert result.returncode != 0
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith('train.py: error:') and '01b.png' in line, result.stderr[-2000:]
+
+
+def test_image_smaller_than_the_crop_is_named_with_sizes(tmp_path):
+    folder = make_folder(tmp_path / 'imgs', [(120, 120), (50, 70), (120, 120)])
+    args = small_run() + ['--set', f'train_dataset.dataset.args.root_path={folder}',
+                          '--set', '+train_dataset.wrapper.args.scale_min=4']
+    result = run(train_cmd(tmp_path, 'r', *args))
+    assert result.returncode != 0
+    line = result.stderr.strip().splitlines()[-1]
+    assert '01.png' in line and '50x70' in line and '96x96' in line
+
+
+@pytest.mark.slow
+def test_quickstart_learns_and_demo_uses_its_checkpoint(tmp_path):
+    args = ['--set', 'epoch_max=3', '--set', 'train_dataset.dataset.args.repeat=1',
+            '--set', f'train_dataset.dataset.args.root_path={train_images()}',
+            '--set', f'val_dataset.dataset.args.root_path={need(os.path.join(DATA, "train", "General100"))}',
+            '--set', f'val_full.dataset.args.root_path_1={need(os.path.join(DATA, "benchmark", "Set5", "LR_bicubic", "X4"))}',
+            '--set', f'val_full.dataset.args.root_path_2={os.path.join(DATA, "benchmark", "Set5", "HR")}']
+    result = run(train_cmd(tmp_path, 'qs', *args))
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = (tmp_path / 'qs' / 'log.txt').read_text()
+    losses = [float(x) for x in re.findall(r'train loss ([\d.]+)', log)]
+    psnrs = [float(x) for x in re.findall(r'val psnr ([\d.]+)', log)]
+    assert len(losses) == 3 and losses[-1] < 0.8 * losses[0], log
+    assert psnrs[-1] > psnrs[0], log
+    assert 'benchmark-4 psnr' in log and (tmp_path / 'qs' / 'epoch-best.pth').exists()
+
+    out = tmp_path / 'sr.png'
+    demo = run([sys.executable, 'demo.py', '--input', os.path.join(REPO, 'load', 'samples', 'coffee.png'),
+                '--model', str(tmp_path / 'qs' / 'epoch-last.pth'), '--scale', '2', '--output', str(out)])
+    assert demo.returncode == 0, demo.stderr
+    with Image.open(out) as im:
+        assert im.size == (400, 266)
+
+
+def test_div2k_configs_keep_the_paper_recipe():
+    from utils.config import load_config
+    import models
+    folder = os.path.join(REPO, 'configs', 'train-div2k')
+    cfg = load_config(os.path.join(folder, 'train_edsr-baseline-liif.yaml'))
+    train = cfg['train_dataset']
+    assert train['dataset']['args'] == {'root_path': './load/div2k/DIV2K_train_HR', 'repeat': 20, 'cache': 'decoded'}
+    assert train['wrapper'] == {'name': 'sr-implicit-downsampled',
+                                'args': {'inp_size': 48, 'scale_max': 4, 'augment': True, 'sample_q': 2304}}
+    assert train['batch_size'] == 16 and cfg['epoch_max'] == 1000
+    assert cfg['optimizer'] == {'name': 'adam', 'args': {'lr': 1e-4}}
+    assert cfg['multi_step_lr'] == {'milestones': [200, 400, 600, 800], 'gamma': 0.5}
+    assert cfg['data_norm'] == {'inp': {'sub': [0.5], 'div': [0.5]}, 'gt': {'sub': [0.5], 'div': [0.5]}}
+    expected = {'train_edsr-baseline-liif.yaml': ('liif', 'edsr-baseline', {}),
+                'train_rdn-liif.yaml': ('liif', 'rdn', {}),
+                'train_edsr-baseline-metasr.yaml': ('metasr', 'edsr-baseline', {}),
+                'train_rdn-metasr.yaml': ('metasr', 'rdn', {}),
+                'ablation/train_edsr-baseline-liif-c.yaml': ('liif', 'edsr-baseline', {'cell_decode': False}),
+                'ablation/train_edsr-baseline-liif-u.yaml': ('liif', 'edsr-baseline', {'feat_unfold': False}),
+                'ablation/train_edsr-baseline-liif-e.yaml': ('liif', 'edsr-baseline', {'local_ensemble': False})}
+    for name, (model, encoder, flags) in expected.items():
+        c = load_config(os.path.join(folder, name))
+        assert c['model']['name'] == model and c['model']['args']['encoder_spec']['name'] == encoder, name
+        built = models.make(c['model'])
+        for flag, value in flags.items():
+            assert getattr(built, flag) is value, (name, flag)
+        assert c['train_dataset'] == train and c['epoch_max'] == 1000, name
+    shallow = load_config(os.path.join(folder, 'ablation', 'train_edsr-baseline-liif-d.yaml'))
+    assert shallow['model']['args']['imnet_spec']['args']['hidden_list'] == [256, 256]
+
+
+def test_div2k_config_trains_on_a_folder_of_images(tmp_path):
+    images = train_images()
+    val = need(os.path.join(DATA, 'benchmark', 'Set5'))
+    cmd = [sys.executable, 'train.py', '--config', 'configs/train-div2k/train_edsr-baseline-liif.yaml',
+           '--save-dir', str(tmp_path), '--name', 'r', '--device', 'cpu',
+           '--set', f'train_dataset.dataset.args.root_path={images}', '--set', '+train_dataset.dataset.args.first_k=2',
+           '--set', 'train_dataset.dataset.args.repeat=1', '--set', 'train_dataset.batch_size=2',
+           '--set', 'train_dataset.dataset.args.cache=in_memory',  # 'decoded' would write beside the shared data
+           '--set', f'val_dataset.dataset.args.root_path={val}/HR', '--set', 'val_dataset.dataset.args.repeat=1',
+           '--set', 'val_dataset.dataset.args.first_k=2', '--set', '+val_full.dataset.args.first_k=1',
+           '--set', 'val_full.dataset.args.root_path_1=' + val + '/LR_bicubic/X4',
+           '--set', f'val_full.dataset.args.root_path_2={val}/HR', '--set', 'epoch_max=1', '--set', '+num_workers=0']
+    result = run(cmd)
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = (tmp_path / 'r' / 'log.txt').read_text()
+    assert '1,567,323 parameters' in log and 'benchmark-4 psnr' in log
