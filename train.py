@@ -11,6 +11,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -26,13 +27,15 @@ from utils.config import ConfigError, get_key, load_config
 from utils.device import DeviceError, autocast, resolve_device
 from utils.ema import EMA
 from utils.errors import message
-from utils.evaluate import image_psnr, normalise, sampled_psnr
+from utils.files import atomic_write
+from utils.evaluate import normalise, sampled_psnr, score_image
 from utils.logger import RunLogger
 from utils.optim import make_optimizer, make_scheduler
 from utils.training import (RunError, check_finite, make_loader, make_sr_dataset, preview, prepare_run_folder,
                             restore_rng)
 
 LOSS_CHECK_EVERY = 20   # iterations between loss read-backs (each one waits for the GPU)
+PRECISIONS = ('fp32', 'bf16')  # fp16 would need loss scaling
 
 
 def parse_args():
@@ -56,10 +59,12 @@ def main(args):
     prepare_run_folder(save_path, args.resume, info)
     log = RunLogger(save_path, info.is_main)
     if info.is_main:
-        with open(os.path.join(save_path, 'config.yaml'), 'w') as f:
-            yaml.safe_dump(cfg, f, sort_keys=False)
+        text = yaml.safe_dump(cfg, sort_keys=False).encode()
+        atomic_write(os.path.join(save_path, 'config.yaml'), lambda f: f.write(text))
     seed = cfg.get('seed', 0)
     precision = cfg.get('precision', 'fp32')
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if cfg.get('deterministic'):
         torch.use_deterministic_algorithms(True)
     else:
@@ -95,8 +100,10 @@ def main(args):
             if 'scheduler' in ckpt:
                 scheduler.load_state_dict(ckpt['scheduler'])
             else:  # an official checkpoint: replay the schedule up to its epoch
-                for _ in range(epoch_start - 1):
-                    scheduler.step()
+                with warnings.catch_warnings():  # "step() before optimizer.step()": intended here
+                    warnings.simplefilter('ignore')
+                    for _ in range(epoch_start - 1):
+                        scheduler.step()
         if ema is not None and 'ema' in ckpt:
             ema.load_state_dict(ckpt['ema'])
         log.log(f"resumed from {start} (epoch {epoch_start - 1}, iteration {iteration})")
@@ -153,8 +160,8 @@ def main(args):
                 scalars['val/psnr'] = total / count
                 line += f", val psnr {total / count:.4f}"
             if val_full:
-                scores = [image_psnr(eval_model, *val_full.pair(i), cfg['val_full'].get('eval_type'),
-                                     cfg.get('data_norm'), device, precision)[0]
+                scores = [score_image(eval_model, *val_full.pair(i), cfg['val_full'].get('eval_type'),
+                                      cfg.get('data_norm'), device, precision)[0]['psnr']
                           for i in range(info.rank, len(val_full), info.world_size)]
                 total, count = dist.all_sum([sum(scores), len(scores)], info)
                 scalars['val/full_psnr'] = total / count

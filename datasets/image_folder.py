@@ -69,6 +69,9 @@ class ImageFolder(Dataset):
     def describe(self, idx):
         return self.files[idx % len(self.files)]
 
+    def name(self, idx):
+        return os.path.splitext(os.path.basename(self.describe(idx)))[0]
+
     def __getitem__(self, idx):
         i = idx % len(self.files)
         if self.cache == 'in_memory':
@@ -109,6 +112,9 @@ class PairedImageFolders(Dataset):
 
     def describe(self, idx):
         return f"{self.dataset_1.describe(idx)} / {self.dataset_2.describe(idx)}"
+
+    def name(self, idx):
+        return self.dataset_2.name(idx)
 
     def __getitem__(self, idx):
         return self.dataset_1[idx], self.dataset_2[idx]

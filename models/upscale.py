@@ -31,12 +31,14 @@ def default_chunk(device):
 
 
 @torch.no_grad()
-def upscale(model, inp, size, tile=256, chunk=None, data_norm=(0.5, 0.5), progress=False):
+def upscale(model, inp, size, tile=256, chunk=None, data_norm=(0.5, 0.5), progress=False, cell_scale=1.0):
     """Super-resolve `inp` ((3, h, w) or (1, 3, h, w), values in [0, 1]) to `size` = (H, W).
 
     tile: LR tile side; the encoder sees at most (tile + 2 * halo)^2 pixels at a time.
     chunk: queries decoded per model call (default: `default_chunk`).
     data_norm: (sub, div) applied to the input and undone on the output.
+    cell_scale: the cell the decoder is told is this many output pixels wide (LTE/LMF's
+    "cell clip" for scales beyond training passes max(s / 4, 1)); 1 is the true pixel size.
     Returns a (3, H, W) float tensor in [0, 1] on the input's device.
     """
     if inp.dim() not in (3, 4) or inp.shape[-3] != 3 or (inp.dim() == 4 and inp.shape[0] != 1):
@@ -67,7 +69,7 @@ def upscale(model, inp, size, tile=256, chunk=None, data_norm=(0.5, 0.5), progre
         model.gen_feat((crop - sub) / div, window=(top, left, h, w))
         tile_y, tile_x = ys[rows[0]:rows[1]], xs[cols[0]:cols[1]]
         coord = torch.stack(torch.meshgrid(tile_y, tile_x, indexing='ij'), -1).view(1, -1, 2)
-        cell = torch.tensor([2 / H, 2 / W], device=inp.device).expand_as(coord)
+        cell = torch.tensor([2 / H * cell_scale, 2 / W * cell_scale], device=inp.device).expand_as(coord)
         pred = []
         for i in range(0, coord.shape[1], chunk):
             pred.append(model.query_rgb(coord[:, i:i + chunk], cell[:, i:i + chunk]).float())

@@ -1,9 +1,25 @@
 import os
 import sys
 
+import pytest
+import torch
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: takes more than a few seconds (deselect with -m "not slow")')
+
+
+@pytest.fixture(scope='session')
+def tiny_ckpt(tmp_path_factory):
+    """A checkpoint of a tiny random LIIF (`shared.tiny_liif_spec`), for CLI tests that need any model."""
+    import models
+    from shared import tiny_liif_spec
+    from utils.checkpoint import save_checkpoint
+    torch.manual_seed(0)
+    spec = tiny_liif_spec()
+    path = tmp_path_factory.mktemp('ckpt') / 'tiny-liif.pth'
+    save_checkpoint(str(path), spec, models.make(spec))
+    return str(path)

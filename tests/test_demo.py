@@ -83,15 +83,6 @@ def disc(h, w):
     return np.clip((min(h, w) * 0.35 - r) * 60 + 128, 0, 255).round().astype(np.uint8)
 
 
-@pytest.fixture(scope='module')
-def tiny_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    spec = tiny_spec()
-    path = tmp_path_factory.mktemp('ckpt') / 'tiny-liif.pth'
-    save_checkpoint(str(path), spec, models.make(spec))
-    return str(path)
-
-
 # ------------------------------------------------------------------------------------------
 # utils/image.py
 

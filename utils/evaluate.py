@@ -1,24 +1,33 @@
 """PSNR with the official protocol, for validation during training and for test.py.
 
 eval_type (official names): 'benchmark-S' -> Y channel, S pixels shaved;
-'div2k-S' -> RGB, 6 + S pixels shaved; None -> RGB, nothing shaved.
+'div2k-S' -> RGB, 6 + S pixels shaved; None -> RGB, nothing shaved. SSIM is always on Y.
 """
+import math
+import os
+
 import torch
+from tqdm import tqdm
 
 from models.upscale import upscale
 from .config import ConfigError
 from .device import autocast
-from .metrics import psnr
+from .image import write_image
+from .metrics import psnr, ssim
 
 
 def parse_eval_type(eval_type):
-    """eval_type -> (shave, y_channel)."""
+    """eval_type -> (shave, y_channel). A non-integer scale (benchmark-2.5) shaves ceil(scale)."""
     if eval_type is None:
         return 0, False
     kind, _, scale = str(eval_type).partition('-')
-    if kind not in ('benchmark', 'div2k') or not scale.isdigit():
+    try:
+        shave = math.ceil(float(scale))
+    except ValueError:
+        shave = -1
+    if kind not in ('benchmark', 'div2k') or not 0 < shave < 1000:
         raise ConfigError(f"eval_type {eval_type!r}: expected benchmark-<scale> or div2k-<scale>, e.g. benchmark-4")
-    return (int(scale), True) if kind == 'benchmark' else (6 + int(scale), False)
+    return (shave, True) if kind == 'benchmark' else (6 + shave, False)
 
 
 def norm_pair(data_norm):
@@ -61,11 +70,41 @@ def sampled_psnr(model, loader, data_norm, device, precision='fp32'):
 
 
 @torch.no_grad()
-def image_psnr(model, lr, hr, eval_type, data_norm, device, precision='fp32', tile=256, chunk=None):
-    """(PSNR, SR image) of one whole image: LR (3, h, w) upscaled to HR's size, clamped to [0, 1]."""
+def score_image(model, lr, hr, eval_type, data_norm, device, precision='fp32', with_ssim=False, cell_clip=None,
+                tile=256, chunk=None):
+    """Scores of one whole image, and its SR: LR (3, h, w) upscaled to HR's size (3, H, W).
+
+    The SR is clamped to [0, 1] and not rounded (the official protocol). `cell_clip` = the
+    largest training scale (LTE/LMF use 4): beyond it the decoder is given the cell of that scale."""
     shave, y_channel = parse_eval_type(eval_type)
     model.eval()
+    scale = max(hr.shape[-2] / lr.shape[-2], hr.shape[-1] / lr.shape[-1])
+    cell_scale = max(scale / cell_clip, 1) if cell_clip else 1.0
     with autocast(device, precision):
-        sr = upscale(model, lr.to(device), hr.shape[-2:], tile=tile, chunk=chunk, data_norm=norm_pair(data_norm))
-    sr = sr.float().clamp_(0, 1)
-    return psnr(sr, hr.to(device), shave=shave, y_channel=y_channel), sr
+        sr = upscale(model, lr.to(device), hr.shape[-2:], tile=tile, chunk=chunk, data_norm=norm_pair(data_norm),
+                     cell_scale=cell_scale)
+    sr, hr = sr.float().clamp_(0, 1), hr.to(device)
+    scores = {'psnr': psnr(sr, hr, shave=shave, y_channel=y_channel)}
+    if with_ssim:
+        scores['ssim'] = ssim(sr, hr, shave=shave, y_channel=True)
+    return scores, sr
+
+
+def evaluate(model, dataset, eval_type, data_norm, device, precision='fp32', cell_clip=None, save_dir=None,
+             desc='test'):
+    """Per-image {'image', 'psnr', 'ssim'} over an SR wrapper's whole images, with a progress bar;
+    with `save_dir`, each SR image is written there as <name>.png (8-bit)."""
+    rows = []
+    if save_dir:
+        os.makedirs(save_dir, exist_ok=True)
+    bar = tqdm(range(len(dataset)), desc=desc, unit='img', leave=False)
+    for i in bar:
+        lr, hr = dataset.pair(i)
+        scores, sr = score_image(model, lr, hr, eval_type, data_norm, device, precision, with_ssim=True,
+                                 cell_clip=cell_clip)
+        name = dataset.dataset.name(i)
+        rows.append({'image': name, **scores})
+        bar.set_postfix(psnr=f"{sum(r['psnr'] for r in rows) / len(rows):.4f}", refresh=False)
+        if save_dir:
+            write_image(os.path.join(save_dir, name + '.png'), sr.cpu())
+    return rows

@@ -1,0 +1,61 @@
+"""Time of a whole test.py evaluation (default: Set14 x4) in float32 and bf16, and the PSNR
+difference bf16 makes (target: within 0.01 dB).
+
+    python benchmarks/bench_test_suite.py --model save/edsr-baseline-liif.pth --load-dir load
+    python benchmarks/bench_test_suite.py --model ../shared/weights/edsr-baseline-liif.pth --load-dir ../shared/data
+
+Both precisions run in this one process, one after the other, after a warm-up image, so the
+ratio is measured under the same conditions. Figures are measurements: nothing passes or fails.
+"""
+import argparse
+import os
+import platform
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+import torch  # noqa: E402
+
+from utils.checkpoint import load_model  # noqa: E402
+from utils.device import resolve_device  # noqa: E402
+from utils.suite import CONFIG_DIR, run_config  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--model', required=True)
+    p.add_argument('--config', default=os.path.join(CONFIG_DIR, 'test-set14-4.yaml'))
+    p.add_argument('--load-dir', default='load')
+    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
+    p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch decides)')
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'
+    print(f"{os.path.basename(args.config)} with {args.model} on {device.type} ({name}), "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    model = load_model(args.model, device)
+    results = {}
+    for precision in ('fp32', 'bf16'):
+        run_config(model, args.config, device, precision, load_dir=args.load_dir)  # warm-up (first run pays set-up)
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        rows, summary = run_config(model, args.config, device, precision, load_dir=args.load_dir)
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        results[precision] = (time.perf_counter() - start, summary, rows)
+        print(f"{precision}: {results[precision][0]:.2f} s for {len(rows)} images, "
+              f"PSNR {summary['psnr']:.4f} dB, SSIM {summary['ssim']:.4f}")
+    (t32, s32, r32), (t16, s16, r16) = results['fp32'], results['bf16']
+    worst = max(abs(a['psnr'] - b['psnr']) for a, b in zip(r32, r16))
+    print(f"bf16 vs fp32: {t32 / t16:.2f}x faster; mean PSNR difference {s16['psnr'] - s32['psnr']:+.4f} dB "
+          f"(target within 0.01), largest per-image difference {worst:.4f} dB")
+
+
+if __name__ == '__main__':
+    main()
