@@ -24,6 +24,7 @@ def train_images():
 def small_run(first_k=8, repeat=1, epoch_max=2, workers=0, extra=()):
     """--set overrides shrinking the quickstart config to a few iterations on real images."""
     return ['--set', f'train_dataset.dataset.args.root_path={train_images()}',
+            '--set', f'val_dataset.dataset.args.root_path={need(os.path.join(DATA, "train", "General100"))}',
             '--set', f'+train_dataset.dataset.args.first_k={first_k}',
             '--set', f'train_dataset.dataset.args.repeat={repeat}',
             '--set', f'epoch_max={epoch_max}', '--set', f'+num_workers={workers}',
