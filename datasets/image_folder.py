@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from utils.errors import message
 from utils.files import atomic_write
@@ -21,6 +22,7 @@ from utils.image import ImageError, image_files, read_image
 from .datasets import DataError, register
 
 CACHE_MODES = ('none', 'in_memory', 'decoded', 'bin')
+PROGRESS_FROM = 100  # images; fewer load in a few seconds
 
 
 def read_rgb_uint8(path):
@@ -59,9 +61,9 @@ class ImageFolder(Dataset):
         self.repeat = repeat
         self.cache = 'decoded' if cache == 'bin' else cache
         if self.cache == 'in_memory':
-            self.images = [read_rgb_uint8(p) for p in self.files]
+            self.images = [read_rgb_uint8(p) for p in progress(self.files, 'decoding')]
         elif self.cache == 'decoded':
-            self.npy_files = [decoded_cache(p) for p in self.files]
+            self.npy_files = [decoded_cache(p) for p in progress(self.files, 'checking the decoded cache of')]
 
     def __len__(self):
         return len(self.files) * self.repeat
@@ -79,6 +81,12 @@ class ImageFolder(Dataset):
         if self.cache == 'decoded':
             return np.load(self.npy_files[i], mmap_mode='r')
         return read_rgb_uint8(self.files[i])
+
+
+def progress(files, what):
+    """A progress bar over `files` when there are enough of them for it to matter."""
+    return tqdm(files, desc=f"{what} {os.path.dirname(files[0])}", unit='img', leave=False,
+                disable=len(files) < PROGRESS_FROM)
 
 
 def decoded_cache(path):
