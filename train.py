@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import datasets
+from datasets.device_synthesis import finish_batch
 import models
 from utils import dist, rng
 from utils.checkpoint import CheckpointError, load_checkpoint, model_from_spec, save_checkpoint
@@ -32,7 +33,7 @@ from utils.evaluate import normalise, sampled_psnr, score_image
 from utils.logger import RunLogger
 from utils.optim import make_optimizer, make_scheduler
 from utils.training import (RunError, check_finite, make_loader, make_sr_dataset, preview, prepare_run_folder,
-                            restore_rng)
+                            restore_rng, use_lr_on_device)
 
 LOSS_CHECK_EVERY = 20   # iterations between loss read-backs (each one waits for the GPU)
 PRECISIONS = ('fp32', 'bf16')  # fp16 would need loss scaling
@@ -74,6 +75,7 @@ def main(args):
     train_set = make_sr_dataset(cfg, 'train_dataset', seed)
     val_set = make_sr_dataset(cfg, 'val_dataset', seed) if cfg.get('val_dataset') else None
     val_full = make_sr_dataset(cfg, 'val_full', seed) if cfg.get('val_full') else None
+    lr_on_device = use_lr_on_device(cfg.get('lr_on_device', 'auto'), train_set, device)
     train_loader = make_loader(train_set, cfg['train_dataset'], info, seed, shuffle=True, num_workers=cfg.get('num_workers'))
     val_loader = make_loader(val_set, cfg['val_dataset'], info, seed, shuffle=False,
                              num_workers=cfg.get('num_workers')) if val_set else None
@@ -115,7 +117,8 @@ def main(args):
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
     n_params = sum(p.numel() for p in core.parameters())
     log.log(f"model {model_spec['name']}: {n_params:,} parameters; {info.world_size} process(es) on {device.type}, "
-            f"global batch {cfg['train_dataset']['batch_size']}, {len(train_loader)} iterations/epoch")
+            f"global batch {cfg['train_dataset']['batch_size']}, {len(train_loader)} iterations/epoch"
+            + (", LR made on the device" if lr_on_device else ''))
 
     epoch_max, epoch_val, epoch_save = get_key(cfg, 'epoch_max'), cfg.get('epoch_val'), cfg.get('epoch_save')
     grad_clip = cfg.get('grad_clip')
@@ -128,6 +131,8 @@ def main(args):
         bar = tqdm(train_loader, desc=f'epoch {epoch}/{epoch_max}', leave=False, disable=not info.is_main)
         for i, batch in enumerate(bar):
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            if lr_on_device:
+                batch = finish_batch(batch, train_set.inp_size)
             inp, gt, _ = normalise(batch, cfg.get('data_norm'))
             with autocast(device, precision):
                 pred = model(inp, batch['coord'], batch['cell'])

@@ -21,76 +21,18 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+import torch
 
-import torch  # noqa: E402
-
-import models  # noqa: E402
+from common import CPU, DEFAULT_WEIGHTS, MiB, fmt_s, get_model, print_device  # also puts the repo on sys.path
 from models.upscale import default_chunk, upscale  # noqa: E402
-from utils.checkpoint import load_model  # noqa: E402
 from utils.coords import make_coord  # noqa: E402
 from utils.device import autocast  # noqa: E402
-
-DEFAULT_WEIGHTS = os.path.join(os.path.dirname(REPO), 'shared', 'weights', 'edsr-baseline-liif.pth')
-SPEC = {'name': 'liif', 'args': {
-    'encoder_spec': {'name': 'edsr-baseline', 'args': {'no_upsampling': True}},
-    'imnet_spec': {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [256, 256, 256, 256]}}}}
-MiB = 2 ** 20
-CPU = torch.device('cpu')
-
-
-# --- setup --------------------------------------------------------------------------------
-
-def get_model(weights):
-    """(model in eval mode, description). Random weights of the same architecture if the
-    checkpoint file does not exist (timing and memory do not depend on the weights)."""
-    if weights and os.path.isfile(weights):
-        return load_model(weights), f'checkpoint {weights}'
-    torch.manual_seed(0)
-    return models.make(SPEC).eval(), f'random weights, same architecture ({weights} not found)'
-
-
-def cpu_name():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags():
-    """The CPU features that matter for bf16 matmuls, as listed in /proc/cpuinfo."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            flags = next((l.split(':', 1)[1].split() for l in f if l.startswith('flags')), [])
-    except OSError:
-        return '?'
-    wanted = ['avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile']
-    return ' '.join(w for w in wanted if w in flags) or 'none of avx2/avx512/amx'
-
-
-def print_device(threads):
-    print(f'device : {cpu_name()} ({platform.machine()}), {os.cpu_count()} logical CPUs, '
-          f'features: {cpu_flags()}')
-    print(f'torch  : {torch.__version__}, {threads} threads, '
-          f'mkldnn {"on" if torch.backends.mkldnn.is_available() else "off"}, '
-          f'python {platform.python_version()}')
-
-
-def fmt_s(t):
-    return f'{t * 1e3:8.1f} ms' if t < 1 else f'{t:8.2f} s '
 
 
 # --- part 1: speed --------------------------------------------------------------------------
@@ -121,12 +63,13 @@ def time_case(model, inp, coord, cell, chunk, form, precision, repeats):
 
 
 def bench_speed(model, lr, scale, chunk, repeats):
-    H, W = lr * scale, lr * scale
+    h, w = lr
+    H, W = h * scale, w * scale
     Q = H * W
-    print(f'\n== 1. speed: x{scale} decode of a {lr}x{lr} input -> {H}x{W} output '
+    print(f'\n== 1. speed: x{scale} decode of a {h}x{w} input -> {H}x{W} output '
           f'({Q:,} queries, chunks of {chunk:,}, median of {repeats} after 1 warm-up) ==')
     torch.manual_seed(0)
-    inp = (torch.rand(1, 3, lr, lr) - 0.5) / 0.5
+    inp = (torch.rand(1, 3, h, w) - 0.5) / 0.5
     coord = make_coord((H, W)).unsqueeze(0)
     cell = torch.tensor([2 / H, 2 / W]).expand_as(coord)
 
@@ -237,6 +180,12 @@ def bench_memory(args, sizes):
 
 # --- command line ---------------------------------------------------------------------------
 
+def parse_hw(text):
+    """'N' -> (N, N); 'HxW' -> (H, W)."""
+    h, _, w = text.partition('x')
+    return int(h), int(w or h)
+
+
 def parse_sizes(text):
     return [int(s) for s in text.split(',') if s.strip()]
 
@@ -252,7 +201,10 @@ def main():
                    help='queries per decoder call in the speed part, both forms (default: %(default)s, '
                         "upscale()'s CPU default; the official test script uses 30000)")
     p.add_argument('--repeats', type=int, default=None, help='timed runs per case (default: 3, quick: 2)')
-    p.add_argument('--lr-size', type=int, default=None, help='speed part LR side (default: 128, quick: 32)')
+    p.add_argument('--lr-size', type=parse_hw, default=None,
+                   help='speed part LR size, N or HxW (default: 128, quick: 32; --div2k: 339x510)')
+    p.add_argument('--div2k', action='store_true',
+                   help='speed part on a DIV2K-size image: 339x510 LR -> 1356x2040 at x4 (minutes on a CPU)')
     p.add_argument('--scale', type=int, default=4, help='upscaling factor (default: %(default)s)')
     p.add_argument('--tile', type=int, default=None, help='upscale() LR tile side (default: 256, as upscale(); quick: 32)')
     p.add_argument('--memory-sizes', type=parse_sizes, default=None,
@@ -276,7 +228,7 @@ def main():
         return
 
     repeats = args.repeats or (2 if args.quick else 3)
-    lr = args.lr_size or (32 if args.quick else 128)
+    lr = args.lr_size or ((339, 510) if args.div2k else (32, 32) if args.quick else (128, 128))
     sizes = args.memory_sizes or ([32, 64] if args.quick else [128, 256, 512, 1024])
     torch.set_num_threads(args.threads)
     print_device(torch.get_num_threads())

@@ -62,13 +62,18 @@ class SRWrapper(Dataset):
             lr, hr = (augment(x, hflip, vflip, dflip) for x in (lr, hr))
         coord, rgb = to_pixel_samples(hr.contiguous())
         if self.sample_q is not None:
-            if self.sample_q > len(coord):
-                raise DataError(f"{self.dataset.describe(idx)}: sample_q {self.sample_q} is more than the "
-                                f"{len(coord)} pixels of its {hr.shape[-2]}x{hr.shape[-1]} HR crop")
-            keep = torch.from_numpy(rng.choice(len(coord), self.sample_q, replace=False))
+            keep = torch.from_numpy(self.sample_pixels(idx, rng, hr.shape[-2:]))
             coord, rgb = coord[keep], rgb[keep]
         cell = torch.tensor([2 / hr.shape[-2], 2 / hr.shape[-1]]).expand_as(coord).contiguous()
         return {'inp': lr, 'coord': coord, 'cell': cell, 'gt': rgb}
+
+    def sample_pixels(self, idx, rng, shape):
+        """`sample_q` distinct pixel indices of an HR crop of `shape`."""
+        n = shape[0] * shape[1]
+        if self.sample_q > n:
+            raise DataError(f"{self.dataset.describe(idx)}: sample_q {self.sample_q} is more than the "
+                            f"{n} pixels of its {shape[0]}x{shape[1]} HR crop")
+        return rng.choice(n, self.sample_q, replace=False)
 
     def too_small(self, idx, image, crop):
         return DataError(f"{self.dataset.describe(idx)}: image is {image[0]}x{image[1]}, "
@@ -98,8 +103,28 @@ class SRImplicitDownsampled(SRWrapper):
         self.inp_size = inp_size
         self.scale_min = scale_min
         self.scale_max = scale_min if scale_max is None else scale_max
+        # set by train.py (lr_on_device): serve HR crops and random draws only, and let
+        # datasets.device_synthesis.finish_batch make the LR and the samples on the device
+        self.hr_only = False
 
-    def crop(self, idx, rng):
+    def supports_hr_only(self):
+        return self.inp_size is not None and self.sample_q is not None
+
+    def __getitem__(self, key):
+        if not self.hr_only:
+            return super().__getitem__(key)
+        epoch, idx = key if isinstance(key, tuple) else (0, key)
+        rng = self.rng(idx, epoch)  # the draws of the CPU path, in its order
+        _, hr = self.crop(idx, rng, make_lr=False)
+        flips = rng.random(3) < 0.5 if self.augment else np.zeros(3, dtype=bool)
+        keep = self.sample_pixels(idx, rng, hr.shape[:2])
+        side = round(self.inp_size * self.scale_max)
+        padded = np.zeros((side, side, 3), dtype=np.uint8)
+        padded[:hr.shape[0], :hr.shape[1]] = hr
+        return {'hr': torch.from_numpy(padded), 'hr_size': hr.shape[0], 'flips': torch.from_numpy(flips),
+                'keep': torch.from_numpy(keep)}
+
+    def crop(self, idx, rng, make_lr=True):
         img = self.dataset[idx]
         s = rng.uniform(self.scale_min, self.scale_max)
         H, W = img.shape[:2]
@@ -115,7 +140,7 @@ class SRImplicitDownsampled(SRWrapper):
             raise self.too_small(idx, (H, W), (w_hr, w_hr))
         x0, y0 = rng.integers(0, H - w_hr + 1), rng.integers(0, W - w_hr + 1)
         hr = img[x0:x0 + w_hr, y0:y0 + w_hr]
-        return resize_bicubic(hr, (w_lr, w_lr)), hr
+        return (resize_bicubic(hr, (w_lr, w_lr)) if make_lr else None), hr
 
 
 @register('sr-implicit-paired')

@@ -262,3 +262,14 @@ def test_div2k_config_trains_on_a_folder_of_images(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     log = (tmp_path / 'r' / 'log.txt').read_text()
     assert '1,567,323 parameters' in log and 'benchmark-4 psnr' in log
+
+
+def test_lr_on_device_trains_exactly_as_the_cpu_path(tmp_path):
+    args = small_run(first_k=16, epoch_max=1, extra=['--set', '+deterministic=true'])
+    for name, choice in (('cpu', 'false'), ('device', 'true')):
+        result = run(train_cmd(tmp_path, name, *args, '--set', f'+lr_on_device={choice}'))
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert 'LR made on the device' in (tmp_path / 'device' / 'log.txt').read_text()
+    a, b = load(tmp_path / 'cpu' / 'epoch-last.pth'), load(tmp_path / 'device' / 'epoch-last.pth')
+    for key, value in a['model']['sd'].items():
+        assert torch.equal(b['model']['sd'][key], value), key

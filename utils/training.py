@@ -56,6 +56,22 @@ def build(spec, key, part, args):
         raise ConfigError(f"{key}.{part}: {spec[part]['name']!r} rejects its args ({first_line(e)})") from None
 
 
+def use_lr_on_device(choice, dataset, device):
+    """Whether the training batches are finished on the device (`datasets.device_synthesis`).
+
+    choice (config `lr_on_device`): 'auto' (on when training on a GPU and the wrapper can serve
+    HR crops only), true, or false. Switches the wrapper to HR-only items when on."""
+    supported = getattr(dataset, 'supports_hr_only', lambda: False)()
+    if choice not in ('auto', True, False):
+        raise ConfigError(f"lr_on_device {choice!r}: expected auto, true or false")
+    if choice is True and not supported:
+        raise ConfigError("lr_on_device: true needs the sr-implicit-downsampled wrapper with inp_size and sample_q")
+    on = supported and (choice is True or (choice == 'auto' and device.type == 'cuda'))
+    if on:
+        dataset.hr_only = True
+    return on
+
+
 class EpochSampler(Sampler):
     """Yields (epoch, index) pairs: a permutation of the data set seeded by (seed, epoch) (or the
     plain order), the same in every process, of which process r takes elements r, r + W, ...

@@ -1,0 +1,84 @@
+"""What the benchmark scripts share: the model under test, the machine's description, timing."""
+import os
+import platform
+import statistics
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+import torch  # noqa: E402
+
+import models  # noqa: E402
+from utils.checkpoint import load_model  # noqa: E402
+
+DEFAULT_WEIGHTS = os.path.join(os.path.dirname(REPO), 'shared', 'weights', 'edsr-baseline-liif.pth')
+SPEC = {'name': 'liif', 'args': {
+    'encoder_spec': {'name': 'edsr-baseline', 'args': {'no_upsampling': True}},
+    'imnet_spec': {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [256, 256, 256, 256]}}}}
+MiB = 2 ** 20
+CPU = torch.device('cpu')
+
+
+# --- setup --------------------------------------------------------------------------------
+
+def get_model(weights):
+    """(model in eval mode, description). Random weights of the same architecture if the
+    checkpoint file does not exist (timing and memory do not depend on the weights)."""
+    if weights and os.path.isfile(weights):
+        return load_model(weights), f'checkpoint {weights}'
+    torch.manual_seed(0)
+    return models.make(SPEC).eval(), f'random weights, same architecture ({weights} not found)'
+
+
+def cpu_name():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags():
+    """The CPU features that matter for bf16 matmuls, as listed in /proc/cpuinfo."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = next((l.split(':', 1)[1].split() for l in f if l.startswith('flags')), [])
+    except OSError:
+        return '?'
+    wanted = ['avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile']
+    return ' '.join(w for w in wanted if w in flags) or 'none of avx2/avx512/amx'
+
+
+def print_device(threads, device=CPU):
+    if device.type == 'cuda':
+        print(f'device : {torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}), host {cpu_name()}')
+    else:
+        print(f'device : {cpu_name()} ({platform.machine()}), {os.cpu_count()} logical CPUs, '
+              f'features: {cpu_flags()}')
+    print(f'torch  : {torch.__version__}, {threads} threads, '
+          f'mkldnn {"on" if torch.backends.mkldnn.is_available() else "off"}, '
+          f'python {platform.python_version()}')
+
+
+def fmt_s(t):
+    return f'{t * 1e3:8.1f} ms' if t < 1 else f'{t:8.2f} s '
+
+
+def median_time(fn, repeats, device=CPU):
+    """Median seconds of `fn()` over `repeats` calls after one warm-up call (GPU work synchronised)."""
+    def once():
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - t0
+    once()
+    return statistics.median(once() for _ in range(repeats))

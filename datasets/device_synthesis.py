@@ -1,0 +1,49 @@
+"""LR synthesis, augmentation and query sampling on the training device, batched.
+
+With `lr_on_device`, `sr-implicit-downsampled` (with inp_size) serves only what needs the CPU:
+the uint8 HR crop (padded to the largest crop size) and the random draws of the sample (crop
+size, flips, sampled pixel indices), drawn from the same per-sample generator in the same order
+as the CPU path. `finish_batch` then makes the LR (`utils.pil_resize`, Pillow's bicubic bit for
+bit), applies the flips and gathers the sampled pixels, coordinates and cells on the device, so
+the batch equals the one the CPU path would have made (a test compares them)."""
+import torch
+
+from utils.pil_resize import pil_bicubic_batch
+
+
+def finish_batch(batch, inp_size):
+    """{'hr' (B, S, S, 3) uint8, 'hr_size' (B,), 'flips' (B, 3) bool, 'keep' (B, Q)} on the device
+    -> {'inp' (B, 3, inp, inp), 'coord' (B, Q, 2), 'cell' (B, Q, 2), 'gt' (B, Q, 3)}, as the CPU path."""
+    hr = batch['hr'].permute(0, 3, 1, 2)
+    size = batch['hr_size']
+    sizes = torch.stack([size, size], dim=1)
+    lr = pil_bicubic_batch(hr, sizes.cpu(), (inp_size, inp_size)).float().div_(255)
+    hflip, vflip, dflip = batch['flips'].unbind(1)
+    lr = flip_batch(lr, hflip, vflip, dflip)
+
+    # sampled pixel k of the augmented S x S crop sits at (k // S, k % S); undo the augmentation
+    # to find it in the stored crop: transpose first, then the column and the row flips
+    keep, S = batch['keep'], size.view(-1, 1)
+    r, c = keep // S, keep % S
+    a = torch.where(dflip.view(-1, 1), c, r)
+    b = torch.where(dflip.view(-1, 1), r, c)
+    b = torch.where(vflip.view(-1, 1), S - 1 - b, b)
+    a = torch.where(hflip.view(-1, 1), S - 1 - a, a)
+    B, Q = keep.shape
+    flat = hr.flatten(2)                                     # (B, 3, Smax * Smax)
+    index = (a * hr.shape[-1] + b).unsqueeze(1).expand(B, 3, Q)
+    gt = flat.gather(2, index).float().div_(255).transpose(1, 2)
+
+    # pixel centres as utils.coords.coord_seq computes them: (-1 + 1/S) + (2/S) * i in float32
+    S_f = S.double()
+    base, step = (-1 + 1 / S_f).float(), (2 / S_f).float()
+    coord = torch.stack([step * r.float() + base, step * c.float() + base], dim=-1)
+    cell = (2 / S_f).float().unsqueeze(-1).expand(B, Q, 2).contiguous()
+    return {'inp': lr, 'coord': coord, 'cell': cell, 'gt': gt.contiguous()}
+
+
+def flip_batch(x, hflip, vflip, dflip):
+    """The official augmentation per sample of a (B, C, n, n) batch: row flip, column flip, transpose."""
+    x = torch.where(hflip.view(-1, 1, 1, 1), x.flip(-2), x)
+    x = torch.where(vflip.view(-1, 1, 1, 1), x.flip(-1), x)
+    return torch.where(dflip.view(-1, 1, 1, 1), x.transpose(-2, -1), x)
