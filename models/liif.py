@@ -168,10 +168,18 @@ class LIIF(nn.Module):
             self.latent = self.latent_map()
         _, w_coord, w_cell, _ = self.first_layer_parts()
         iy, ix, rels = self.members(coord)
-        hidden = self.gather(self.latent, iy, ix)  # (M, B, Q, hidden), a fresh tensor: add in place
-        hidden.view(-1, hidden.shape[-1]).addmm_(rels.view(-1, 2).to(hidden.dtype), w_coord.t().to(hidden.dtype))
+        hidden = self.gather(self.latent, iy, ix)  # (M, B, Q, hidden), a fresh tensor
+        # in place where autograd is off (saves a copy); out of place where it is on, since
+        # autograd would copy the whole gathered tensor back for an in-place op on its view
+        grad = torch.is_grad_enabled()
+        rels_h, w_coord_h = rels.to(hidden.dtype), w_coord.t().to(hidden.dtype)
+        if grad:
+            hidden = hidden + rels_h @ w_coord_h
+        else:
+            hidden.view(-1, hidden.shape[-1]).addmm_(rels_h.view(-1, 2), w_coord_h)
         if self.cell_decode:  # the cell term is the same for all members
-            hidden += self.rel_cell(cell) @ w_cell.t()
+            cell_h = self.rel_cell(cell) @ w_cell.t()
+            hidden = hidden + cell_h if grad else hidden.add_(cell_h)
         preds = self.imnet.layers[1:](hidden)  # all members in one call
         return self.blend(preds, rels)
 
