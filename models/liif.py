@@ -168,19 +168,20 @@ class LIIF(nn.Module):
             self.latent = self.latent_map()
         _, w_coord, w_cell, _ = self.first_layer_parts()
         iy, ix, rels = self.members(coord)
-        hidden = self.gather(self.latent, iy, ix)  # (M, B, Q, hidden), a fresh tensor
-        # in place where autograd is off (saves a copy); out of place where it is on, since
-        # autograd would copy the whole gathered tensor back for an in-place op on its view
-        grad = torch.is_grad_enabled()
-        rels_h, w_coord_h = rels.to(hidden.dtype), w_coord.t().to(hidden.dtype)
-        if grad:
-            hidden = hidden + rels_h @ w_coord_h
-        else:
-            hidden.view(-1, hidden.shape[-1]).addmm_(rels_h.view(-1, 2), w_coord_h)
-        if self.cell_decode:  # the cell term is the same for all members
-            cell_h = self.rel_cell(cell) @ w_cell.t()
-            hidden = hidden + cell_h if grad else hidden.add_(cell_h)
-        preds = self.imnet.layers[1:](hidden)  # all members in one call
+        hidden = self.gather(self.latent, iy, ix)  # (M, B, Q, hidden)
+        lead = hidden.shape[:-1]
+        # the coordinate and cell terms in one matrix product (the cell is the same for all members)
+        extra, w_extra = rels, w_coord
+        if self.cell_decode:
+            extra = torch.cat([rels, self.rel_cell(cell).expand_as(rels)], dim=-1)
+            w_extra = torch.cat([w_coord, w_cell], dim=1)
+        extra, w_extra = extra.reshape(-1, extra.shape[-1]).to(hidden.dtype), w_extra.t().to(hidden.dtype)
+        hidden = hidden.view(-1, hidden.shape[-1])
+        if torch.is_grad_enabled():  # a fresh 2-D tensor, so the in-place ReLUs below need no autograd copies
+            hidden = torch.addmm(hidden, extra, w_extra)
+        else:  # the gathered rows are fresh: add in place, saving a copy
+            hidden.addmm_(extra, w_extra)
+        preds = self.imnet.layers[1:](hidden).view(*lead, -1)  # all members in one call
         return self.blend(preds, rels)
 
 
