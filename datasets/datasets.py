@@ -3,7 +3,6 @@ from utils.registry import Registry
 
 registry = Registry('dataset')
 register = registry.register
-datasets = registry.entries
 
 
 class DataError(Exception):
