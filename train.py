@@ -29,7 +29,8 @@ from utils.device import DeviceError, autocast, resolve_device
 from utils.ema import EMA
 from utils.errors import message
 from utils.files import atomic_write
-from utils.evaluate import normalise, sampled_psnr, score_image
+from utils.data_norm import DataNorm
+from utils.evaluate import sampled_psnr, score_image
 from utils.logger import RunLogger
 from utils.optim import make_optimizer, make_scheduler
 from utils.training import (RunError, check_finite, make_loader, make_sr_dataset, preview, prepare_run_folder,
@@ -122,6 +123,8 @@ def main(args):
 
     epoch_max, epoch_val, epoch_save = get_key(cfg, 'epoch_max'), cfg.get('epoch_val'), cfg.get('epoch_save')
     grad_clip = cfg.get('grad_clip')
+    norm = DataNorm(cfg.get('data_norm'), device)
+    batches = len(train_loader)
     for epoch in range(epoch_start, epoch_max + 1):
         t0 = time.time()
         train_loader.sampler.set_epoch(epoch)
@@ -133,7 +136,7 @@ def main(args):
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             if lr_on_device:
                 batch = finish_batch(batch, train_set.inp_size)
-            inp, gt, _ = normalise(batch, cfg.get('data_norm'))
+            inp, gt = norm.normalise(batch)
             with autocast(device, precision):
                 pred = model(inp, batch['coord'], batch['cell'])
             loss = F.l1_loss(pred.float(), gt)
@@ -146,13 +149,13 @@ def main(args):
                 ema.update(core)
             iteration += 1
             losses.append(loss.detach())
-            if len(losses) == LOSS_CHECK_EVERY or i + 1 == len(train_loader):
+            if len(losses) == LOSS_CHECK_EVERY or i + 1 == batches:
                 values = check_finite(losses, iteration, epoch, save_path, info)
                 loss_sum, loss_count, losses = loss_sum + sum(values), loss_count + len(values), []
                 bar.set_postfix(loss=f'{loss_sum / loss_count:.4f}', refresh=False)
         if scheduler is not None:
             scheduler.step()
-        its = len(train_loader) / (time.time() - t0)
+        its = batches / (time.time() - t0)
         line = f"epoch {epoch}/{epoch_max}, lr {lr:.3e}, train loss {loss_sum / max(loss_count, 1):.4f}, {its:.2f} it/s"
         scalars = {'loss': loss_sum / max(loss_count, 1), 'lr': lr, 'iterations_per_s': its}
 
@@ -160,13 +163,13 @@ def main(args):
         improved = False
         if epoch_val and epoch % epoch_val == 0 and (val_loader or val_full):
             if val_loader:
-                total, count = dist.all_sum(list(sampled_psnr(eval_model, val_loader, cfg.get('data_norm'), device,
+                total, count = dist.all_sum(list(sampled_psnr(eval_model, val_loader, norm, device,
                                                               precision)), info)
                 scalars['val/psnr'] = total / count
                 line += f", val psnr {total / count:.4f}"
             if val_full:
-                scores = [score_image(eval_model, *val_full.pair(i), cfg['val_full'].get('eval_type'),
-                                      cfg.get('data_norm'), device, precision)[0]['psnr']
+                scores = [score_image(eval_model, *val_full.pair(i), cfg['val_full'].get('eval_type'), norm, device,
+                                      precision)[0]['psnr']
                           for i in range(info.rank, len(val_full), info.world_size)]
                 total, count = dist.all_sum([sum(scores), len(scores)], info)
                 scalars['val/full_psnr'] = total / count
@@ -175,7 +178,7 @@ def main(args):
             improved = score > best
             best = max(best, score)
             if info.is_main:
-                log.image('val/lr_sr_hr', preview(eval_model, val_full or val_set, cfg.get('data_norm'), device), epoch)
+                log.image('val/lr_sr_hr', preview(eval_model, val_full or val_set, norm, device), epoch)
         log.scalars(scalars, epoch)
         log.log(line + f", {time.time() - t0:.1f} s")
 

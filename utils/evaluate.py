@@ -30,39 +30,17 @@ def parse_eval_type(eval_type):
     return (shave, True) if kind == 'benchmark' else (6 + shave, False)
 
 
-def norm_pair(data_norm):
-    """The (sub, div) of a data_norm config, which must be one value shared by input and target."""
-    data_norm = data_norm or {}
-    pairs = {(tuple(data_norm.get(k, {}).get('sub', [0.5])), tuple(data_norm.get(k, {}).get('div', [0.5])))
-             for k in ('inp', 'gt')}
-    (sub, div), = pairs if len(pairs) == 1 else [((None,), (None,))]
-    if len(sub) != 1 or len(div) != 1 or sub[0] is None:
-        raise ConfigError(f"data_norm {data_norm}: whole-image evaluation needs one sub and div shared by inp and gt")
-    return sub[0], div[0]
-
-
-def normalise(batch, data_norm):
-    """(inp, gt) of a sample batch normalised as data_norm says (gt only when present)."""
-    def stats(key, shape):
-        spec = (data_norm or {}).get(key, {})
-        sub, div = (torch.tensor(spec.get(k, [0.5]), device=batch['inp'].device).view(shape) for k in ('sub', 'div'))
-        return sub, div
-    inp_sub, inp_div = stats('inp', (1, -1, 1, 1))
-    gt_sub, gt_div = stats('gt', (1, 1, -1))
-    return (batch['inp'] - inp_sub) / inp_div, (batch['gt'] - gt_sub) / gt_div, (gt_sub, gt_div)
-
-
 @torch.no_grad()
-def sampled_psnr(model, loader, data_norm, device, precision='fp32'):
-    """(sum, count) of per-sample RGB PSNR on sampled query points (the official validation)."""
+def sampled_psnr(model, loader, norm, device, precision='fp32'):
+    """(sum, count) of per-sample RGB PSNR on sampled query points (the official validation);
+    `norm` is the run's `DataNorm`."""
     model.eval()
     total, count = 0.0, 0
     for batch in loader:
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        inp, _, (gt_sub, gt_div) = normalise(batch, data_norm)
+        inp, _ = norm.normalise(batch)
         with autocast(device, precision):
-            pred = model(inp, batch['coord'], batch['cell'])
-        pred = (pred.float() * gt_div + gt_sub).clamp_(0, 1)
+            pred = norm.to_rgb(model(inp, batch['coord'], batch['cell']))
         mse = (pred.double() - batch['gt'].double()).pow(2).flatten(1).mean(1)
         total += (-10 * torch.log10(mse)).sum().item()
         count += len(mse)
@@ -70,27 +48,27 @@ def sampled_psnr(model, loader, data_norm, device, precision='fp32'):
 
 
 @torch.no_grad()
-def score_image(model, lr, hr, eval_type, data_norm, device, precision='fp32', with_ssim=False, cell_clip=None,
+def score_image(model, lr, hr, eval_type, norm, device, precision='fp32', with_ssim=False, cell_clip=None,
                 tile=256, chunk=None):
     """Scores of one whole image, and its SR: LR (3, h, w) upscaled to HR's size (3, H, W).
 
-    The SR is clamped to [0, 1] and not rounded (the official protocol). `cell_clip` = the
+    The SR is clamped to [0, 1] (by `upscale`) and not rounded (the official protocol). `cell_clip` = the
     largest training scale (LTE/LMF use 4): beyond it the decoder is given the cell of that scale."""
     shave, y_channel = parse_eval_type(eval_type)
     model.eval()
     scale = max(hr.shape[-2] / lr.shape[-2], hr.shape[-1] / lr.shape[-1])
     cell_scale = max(scale / cell_clip, 1) if cell_clip else 1.0
     with autocast(device, precision):
-        sr = upscale(model, lr.to(device), hr.shape[-2:], tile=tile, chunk=chunk, data_norm=norm_pair(data_norm),
+        sr = upscale(model, lr.to(device), hr.shape[-2:], tile=tile, chunk=chunk, data_norm=norm.scalars(),
                      cell_scale=cell_scale)
-    sr, hr = sr.float().clamp_(0, 1), hr.to(device)
+    hr = hr.to(device)
     scores = {'psnr': psnr(sr, hr, shave=shave, y_channel=y_channel)}
     if with_ssim:
         scores['ssim'] = ssim(sr, hr, shave=shave, y_channel=True)
     return scores, sr
 
 
-def evaluate(model, dataset, eval_type, data_norm, device, precision='fp32', cell_clip=None, save_dir=None,
+def evaluate(model, dataset, eval_type, norm, device, precision='fp32', cell_clip=None, save_dir=None,
              desc='test'):
     """Per-image {'image', 'psnr', 'ssim'} over an SR wrapper's whole images, with a progress bar;
     with `save_dir`, each SR image is written there as <name>.png (8-bit)."""
@@ -100,7 +78,7 @@ def evaluate(model, dataset, eval_type, data_norm, device, precision='fp32', cel
     bar = tqdm(range(len(dataset)), desc=desc, unit='img', leave=False)
     for i in bar:
         lr, hr = dataset.pair(i)
-        scores, sr = score_image(model, lr, hr, eval_type, data_norm, device, precision, with_ssim=True,
+        scores, sr = score_image(model, lr, hr, eval_type, norm, device, precision, with_ssim=True,
                                  cell_clip=cell_clip)
         name = dataset.dataset.name(i)
         rows.append({'image': name, **scores})

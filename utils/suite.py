@@ -5,6 +5,7 @@ import json
 import os
 
 from .config import get_key, load_config
+from .data_norm import DataNorm
 from .evaluate import evaluate, parse_eval_type
 from .files import atomic_write
 from .training import make_sr_dataset
@@ -50,7 +51,8 @@ def run_config(model, path, device, precision='fp32', cell_clip=None, load_dir='
     dataset = make_sr_dataset(cfg, 'test_dataset', seed=0)
     eval_type = cfg.get('eval_type')
     parse_eval_type(eval_type)  # a bad eval_type fails before any work
-    rows = evaluate(model, dataset, eval_type, cfg.get('data_norm'), device, precision, cell_clip=cell_clip,
+    norm = DataNorm(cfg.get('data_norm'), device)
+    rows = evaluate(model, dataset, eval_type, norm, device, precision, cell_clip=cell_clip,
                     save_dir=save_dir, desc=desc)
     return rows, {k: sum(r[k] for r in rows) / len(rows) for k in ('psnr', 'ssim')}
 

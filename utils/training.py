@@ -12,7 +12,6 @@ from models.upscale import upscale
 from . import dist, rng
 from .config import ConfigError, get_key
 from .errors import first_line
-from .evaluate import norm_pair
 
 
 class RunError(Exception):
@@ -98,7 +97,9 @@ class EpochSampler(Sampler):
         return ((self.epoch, int(i)) for i in self.indices())
 
     def __len__(self):
-        return len(self.indices())
+        if self.pad:
+            return math.ceil(self.n / self.info.world_size)
+        return len(range(self.info.rank, self.n, self.info.world_size))
 
 
 def make_loader(dataset, spec, info, seed, shuffle, num_workers=None):
@@ -135,9 +136,9 @@ def restore_rng(states, info, log):
 
 
 @torch.no_grad()
-def preview(model, dataset, data_norm, device):
+def preview(model, dataset, norm, device):
     """LR (nearest-upscaled) | SR | HR side by side, for the first sample of `dataset`."""
     lr, hr = dataset.pair(0)
-    sr = upscale(model.eval(), lr.to(device), hr.shape[-2:], data_norm=norm_pair(data_norm)).cpu()
+    sr = upscale(model.eval(), lr.to(device), hr.shape[-2:], data_norm=norm.scalars()).cpu()
     lr_big = F.interpolate(lr[None], size=hr.shape[-2:], mode='nearest')[0]
     return torch.cat([lr_big, sr, hr], dim=2)

@@ -1,0 +1,31 @@
+"""The config's `data_norm` ({inp: {sub, div}, gt: {sub, div}}; 0.5 / 0.5 where absent, as the
+official checkpoints assume), made into tensors once per run rather than once per batch."""
+import torch
+
+from .config import ConfigError
+
+
+class DataNorm:
+    def __init__(self, data_norm, device):
+        self.spec = data_norm or {}
+
+        def stats(key, shape):
+            part = self.spec.get(key) or {}
+            return tuple(torch.tensor(part.get(k, [0.5]), device=device).view(shape) for k in ('sub', 'div'))
+        self.inp_sub, self.inp_div = stats('inp', (1, -1, 1, 1))
+        self.gt_sub, self.gt_div = stats('gt', (1, 1, -1))
+
+    def normalise(self, batch):
+        """(inp, gt) of a sample batch, as the model sees them."""
+        return (batch['inp'] - self.inp_sub) / self.inp_div, (batch['gt'] - self.gt_sub) / self.gt_div
+
+    def to_rgb(self, pred):
+        """Model output (B, Q, 3) back to colours in [0, 1] (clamped)."""
+        return (pred.float() * self.gt_div + self.gt_sub).clamp_(0, 1)
+
+    def scalars(self):
+        """(sub, div) for whole-image upscaling, which needs one value shared by input and target."""
+        values = [t.flatten().tolist() for t in (self.inp_sub, self.inp_div, self.gt_sub, self.gt_div)]
+        if any(len(v) != 1 for v in values) or values[:2] != values[2:]:
+            raise ConfigError(f"data_norm {self.spec}: whole-image evaluation needs one sub and div shared by inp and gt")
+        return values[0][0], values[1][0]
