@@ -1,6 +1,6 @@
 """Train a model from a YAML config (official LIIF keys).
 
-    python train.py --config configs/train-div2k/train_edsr-baseline-liif.yaml [--name N] [--set k=v ...] [--resume]
+    python train.py --config configs/train-div2k/train_edsr-baseline-liif.yaml [--name N] [--set k=v ...] [--resume] [--time-limit T]
     torchrun --nproc_per_node 4 train.py --config ...        # several GPUs (or CPU processes), one machine
 
 Run folder: save/<name> (default '_' + config file name) with config.yaml, log.txt,
@@ -33,8 +33,9 @@ from utils.data_norm import DataNorm
 from utils.evaluate import sampled_psnr, score_image
 from utils.logger import RunLogger
 from utils.optim import make_optimizer, make_scheduler
+from utils.speedups import SpeedUps
 from utils.training import (RunError, check_finite, make_loader, make_sr_dataset, preview, prepare_run_folder,
-                            restore_rng, use_lr_on_device)
+                            parse_duration, restore_rng, TimeLimit, use_lr_on_device)
 
 LOSS_CHECK_EVERY = 20   # iterations between loss read-backs (each one waits for the GPU)
 PRECISIONS = ('fp32', 'bf16')  # fp16 would need loss scaling
@@ -49,13 +50,21 @@ def parse_args():
     p.add_argument('--resume', action='store_true', help="continue the run from its folder's epoch-last.pth")
     p.add_argument('--save-dir', default='save', help='parent folder of run folders (default: save)')
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
+    p.add_argument('--time-limit', type=parse_duration, metavar='T',
+                   help="stop after the last epoch that ends within T (e.g. 540, 9m, 2h) from the start; "
+                        "--resume continues the run (for time-limited jobs)")
     return p.parse_args()
 
 
 def main(args):
+    start_time = time.time()
     cfg = load_config(args.config, args.set)
     info = dist.setup(resolve_device(args.device))
     device = info.device
+    precision = cfg.get('precision', 'fp32')
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    speed = SpeedUps.from_config(cfg, device)
     name = args.name or '_' + os.path.splitext(os.path.basename(args.config))[0]
     save_path = os.path.join(args.save_dir, name)
     prepare_run_folder(save_path, args.resume, info)
@@ -64,9 +73,6 @@ def main(args):
         text = yaml.safe_dump(cfg, sort_keys=False).encode()
         atomic_write(os.path.join(save_path, 'config.yaml'), lambda f: f.write(text))
     seed = cfg.get('seed', 0)
-    precision = cfg.get('precision', 'fp32')
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if cfg.get('deterministic'):
         torch.use_deterministic_algorithms(True)
     else:
@@ -88,7 +94,7 @@ def main(args):
         start = os.path.join(save_path, 'epoch-last.pth')
     ckpt = load_checkpoint(start) if start else None
     model_spec = ckpt['model'] if ckpt else get_key(cfg, 'model')
-    model = (model_from_spec(model_spec, source=start) if ckpt else models.make(model_spec)).to(device)
+    model = speed.prepare((model_from_spec(model_spec, source=start) if ckpt else models.make(model_spec)).to(device))
     optimizer = make_optimizer(model.parameters(), get_key(cfg, 'optimizer'))
     scheduler = make_scheduler(optimizer, cfg.get('multi_step_lr'))
     ema = EMA(model, get_key(cfg, 'ema.decay')) if cfg.get('ema') else None
@@ -116,15 +122,19 @@ def main(args):
     core = model
     if info.world_size > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+    model = speed.wrap(model)
     n_params = sum(p.numel() for p in core.parameters())
     log.log(f"model {model_spec['name']}: {n_params:,} parameters; {info.world_size} process(es) on {device.type}, "
             f"global batch {cfg['train_dataset']['batch_size']}, {len(train_loader)} iterations/epoch"
-            + (", LR made on the device" if lr_on_device else ''))
+            + (", LR made on the device" if lr_on_device else '') + f"; speed-ups: {speed.describe()}")
+    for note in speed.notes:
+        log.log(note)
 
     epoch_max, epoch_val, epoch_save = get_key(cfg, 'epoch_max'), cfg.get('epoch_val'), cfg.get('epoch_save')
     grad_clip = cfg.get('grad_clip')
     norm = DataNorm(cfg.get('data_norm'), device)
     batches = len(train_loader)
+    time_limit = TimeLimit(args.time_limit, start_time, info)
     for epoch in range(epoch_start, epoch_max + 1):
         t0 = time.time()
         train_loader.sampler.set_epoch(epoch)
@@ -137,8 +147,9 @@ def main(args):
             if lr_on_device:
                 batch = finish_batch(batch, train_set.inp_size)
             inp, gt = norm.normalise(batch)
+            speed.step_begin()
             with autocast(device, precision):
-                pred = model(inp, batch['coord'], batch['cell'])
+                pred = model(speed.batch_input(inp), batch['coord'], batch['cell'])
             loss = F.l1_loss(pred.float(), gt)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -193,7 +204,12 @@ def main(args):
             save_checkpoint(os.path.join(save_path, 'epoch-last.pth'), model_spec, core, **state)
             if epoch_save and epoch % epoch_save == 0:
                 save_checkpoint(os.path.join(save_path, f'epoch-{epoch}.pth'), model_spec, core, **state)
-    log.log(f"done: {save_path}")
+        if epoch < epoch_max and time_limit.reached(time.time() - t0):
+            log.log(f"time limit: stopped after epoch {epoch}/{epoch_max}, {time.time() - start_time:.0f} s from the "
+                    f"start (another epoch would end past the limit); --resume continues")
+            break
+    else:
+        log.log(f"done: {save_path}")
     log.close()
 
 

@@ -1,19 +1,22 @@
-"""Benchmark of the LIIF decoder on the CPU: plain vs fast form, float32 vs bf16, and the peak
-memory of whole-image upscaling.
+"""Benchmark of the LIIF decoder: plain vs fast form, float32 vs bf16, and the peak memory of
+whole-image upscaling.
 
-    python benchmarks/bench_decoder.py              # full run (several minutes on 2 cores)
+    python benchmarks/bench_decoder.py              # full run on the CPU (several minutes on 2 cores)
     python benchmarks/bench_decoder.py --quick      # smoke check with tiny sizes (seconds)
+    python benchmarks/bench_decoder.py --device cuda --div2k --compile   # the GPU target's case
 
 Part 1 (speed) decodes an x4 image (default 128x128 -> 512x512, 262,144 queries) in chunks of
 `--chunk` queries, with the same chunks for both forms. Each run is timed whole (gen_feat + every
 query chunk); the encoder alone is timed separately, and decoder = whole - encoder (for the fast
 form this includes the LR-resolution first-layer map that gen_feat builds). Figures are medians
-over `--repeats` runs after one warm-up run.
+over `--repeats` runs after one warm-up run. `--compile` adds the fast form with its query
+function compiled by torch.compile (bf16), timed after two warm-up runs.
 
 Part 2 (memory) runs `models.upscale.upscale` once per input size, each in a fresh subprocess:
-peak RSS during the run minus the RSS after imports, model load, input creation and a tiny (8x8)
-warm-up upscale, so that one-time lazy initialisation is not counted as working memory. The output
-tensor is part of that increase, so its size is subtracted to give the working memory.
+peak RSS (on a GPU: peak allocated GPU memory) during the run minus the level after imports, model
+load, input creation and a tiny (8x8) warm-up upscale, so that one-time lazy initialisation is not
+counted as working memory. The output tensor is part of that increase, so its size is subtracted
+to give the working memory.
 
 Figures are measurements, not tests: nothing here passes or fails.
 """
@@ -29,7 +32,7 @@ import time
 
 import torch
 
-from common import CPU, DEFAULT_WEIGHTS, MiB, fmt_s, get_model, print_device  # also puts the repo on sys.path
+from common import DEFAULT_WEIGHTS, MiB, fmt_s, get_model, print_device, sync  # also puts the repo on sys.path
 from models.upscale import default_chunk, upscale  # noqa: E402
 from utils.coords import make_coord  # noqa: E402
 from utils.device import autocast  # noqa: E402
@@ -37,49 +40,57 @@ from utils.device import autocast  # noqa: E402
 
 # --- part 1: speed --------------------------------------------------------------------------
 
-def decode_once(model, inp, coord, cell, chunk, form):
+def decode_once(model, query, inp, coord, cell, chunk):
     """One whole decode; returns (prediction (B, Q, 3) float32, seconds)."""
-    model.decoder = form
+    sync(inp.device)
     t0 = time.perf_counter()
     model.gen_feat(inp)
-    preds = [model.query_rgb(coord[:, i:i + chunk], cell[:, i:i + chunk]) for i in range(0, coord.shape[1], chunk)]
-    return torch.cat(preds, dim=1).float(), time.perf_counter() - t0
+    preds = torch.cat([query(coord[:, i:i + chunk], cell[:, i:i + chunk])
+                       for i in range(0, coord.shape[1], chunk)], dim=1).float()
+    sync(inp.device)
+    return preds, time.perf_counter() - t0
 
 
 def time_encoder(model, inp):
+    sync(inp.device)
     t0 = time.perf_counter()
     model.encoder(inp)
+    sync(inp.device)
     return time.perf_counter() - t0
 
 
-def time_case(model, inp, coord, cell, chunk, form, precision, repeats):
-    with torch.no_grad(), autocast(CPU, precision):
-        pred, _ = decode_once(model, inp, coord, cell, chunk, form)  # warm-up
-        whole = [decode_once(model, inp, coord, cell, chunk, form)[1] for _ in range(repeats)]
+def time_case(model, inp, coord, cell, chunk, form, precision, repeats, compiled=False):
+    model.decoder = form
+    query = torch.compile(model.query_rgb) if compiled else model.query_rgb
+    with torch.no_grad(), autocast(inp.device, precision):
+        for _ in range(2 if compiled else 1):  # warm-up (compiling: full chunks, then the last one)
+            pred, _ = decode_once(model, query, inp, coord, cell, chunk)
+        whole = [decode_once(model, query, inp, coord, cell, chunk)[1] for _ in range(repeats)]
         enc = statistics.median(time_encoder(model, inp) for _ in range(repeats))
     model.decoder = 'fast'
     whole = statistics.median(whole)
     return {'pred': pred, 'encoder': enc, 'decoder': whole - enc, 'whole': whole}
 
 
-def bench_speed(model, lr, scale, chunk, repeats):
+def bench_speed(model, lr, scale, chunk, repeats, compiled):
+    device = next(model.parameters()).device
     h, w = lr
     H, W = h * scale, w * scale
     Q = H * W
     print(f'\n== 1. speed: x{scale} decode of a {h}x{w} input -> {H}x{W} output '
           f'({Q:,} queries, chunks of {chunk:,}, median of {repeats} after 1 warm-up) ==')
     torch.manual_seed(0)
-    inp = (torch.rand(1, 3, h, w) - 0.5) / 0.5
-    coord = make_coord((H, W)).unsqueeze(0)
-    cell = torch.tensor([2 / H, 2 / W]).expand_as(coord)
+    inp = ((torch.rand(1, 3, h, w) - 0.5) / 0.5).to(device)
+    coord = make_coord((H, W), device=device).unsqueeze(0)
+    cell = torch.tensor([2 / H, 2 / W], device=device).expand_as(coord)
 
     cases = [('plain', 'fp32'), ('fast', 'fp32'), ('plain', 'bf16'), ('fast', 'bf16')]
     res = {}
-    print(f'{"form":6} {"precision":9} {"encoder":>11} {"decoder":>11} {"whole":>11} {"decoder/query":>14}')
-    for form, prec in cases:
-        r = time_case(model, inp, coord, cell, chunk, form, prec, repeats)
+    print(f'{"form":13} {"precision":9} {"encoder":>11} {"decoder":>11} {"whole":>11} {"decoder/query":>14}')
+    for form, prec in cases + ([('fast+compile', 'bf16')] if compiled else []):
+        r = time_case(model, inp, coord, cell, chunk, form.split('+')[0], prec, repeats, compiled='+' in form)
         res[form, prec] = r
-        print(f'{form:6} {prec:9} {fmt_s(r["encoder"]):>11} {fmt_s(r["decoder"]):>11} {fmt_s(r["whole"]):>11} '
+        print(f'{form:13} {prec:9} {fmt_s(r["encoder"]):>11} {fmt_s(r["decoder"]):>11} {fmt_s(r["whole"]):>11} '
               f'{r["decoder"] / Q * 1e6:10.3f} us')
 
     ref = res['plain', 'fp32']['pred']
@@ -96,6 +107,8 @@ def bench_speed(model, lr, scale, chunk, repeats):
             ('fast bf16  vs plain fp32', ('fast', 'bf16'), ('plain', 'fp32'), '> fast fp32 vs plain fp32'),
             ('fast bf16  vs fast fp32', ('fast', 'bf16'), ('fast', 'fp32'), '> 1x (bf16 faster still)'),
             ('plain bf16 vs plain fp32', ('plain', 'bf16'), ('plain', 'fp32'), '(for information)')]
+    if compiled:
+        rows.append(('fast bf16 compiled vs eager', ('fast+compile', 'bf16'), ('fast', 'bf16'), '(for information)'))
     for name, a, b, target in rows:
         print(f'{name:34} {speedup(a, b, "decoder"):12.2f}x {speedup(a, b, "whole"):12.2f}x   {target}')
     print('whole decode = gen_feat + all query chunks; decoder only = whole - encoder (EDSR, same for both\n'
@@ -125,30 +138,39 @@ def reset_peak_rss():
 def memory_case(args):
     """Runs in a fresh subprocess: one upscale, prints one JSON line."""
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     model, _ = get_model(args.weights)
+    model.to(device)
     torch.manual_seed(0)
     size = args.memory_case
-    inp = torch.rand(3, size, size)
-    with autocast(CPU, args.memory_precision):  # one-time lazy initialisation (kernels, thread
-        upscale(model, torch.rand(3, 8, 8), (8 * args.scale, 8 * args.scale))  # pool) is not working memory
-    if reset_peak_rss():  # the model load's transient peak must not hide the run's peak
-        baseline_kib, method = read_status_kib('VmRSS'), 'peak reset via /proc/self/clear_refs'
+    inp = torch.rand(3, size, size, device=device)
+    with autocast(device, args.memory_precision):  # one-time lazy initialisation (kernels, thread
+        upscale(model, torch.rand(3, 8, 8, device=device), (8 * args.scale, 8 * args.scale))  # pool) is not working memory
+    if device.type == 'cuda':
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        baseline, method = torch.cuda.memory_allocated(device), 'torch.cuda.max_memory_allocated'
+    elif reset_peak_rss():  # the model load's transient peak must not hide the run's peak
+        baseline, method = read_status_kib('VmRSS') * 1024, 'peak reset via /proc/self/clear_refs'
     else:
-        baseline_kib, method = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, 'ru_maxrss before/after'
+        baseline, method = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, 'ru_maxrss before/after'
     kwargs = {'tile': args.tile} if args.memory_chunk is None else {'tile': args.tile, 'chunk': args.memory_chunk}
     t0 = time.perf_counter()
-    with autocast(CPU, args.memory_precision):
+    with autocast(device, args.memory_precision):
         out = upscale(model, inp, (size * args.scale, size * args.scale), **kwargs)
+    sync(device)
     wall = time.perf_counter() - t0
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    if device.type == 'cuda':
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     print(json.dumps({'input': size, 'output': list(out.shape[-2:]), 'wall_s': wall,
-                      'peak_increase': (peak_kib - baseline_kib) * 1024,
-                      'output_bytes': out.numel() * out.element_size(),
-                      'baseline': baseline_kib * 1024, 'method': method}))
+                      'peak_increase': peak - baseline, 'output_bytes': out.numel() * out.element_size(),
+                      'baseline': baseline, 'method': method}))
 
 
 def bench_memory(args, sizes):
-    chunk = args.memory_chunk or default_chunk('cpu')
+    chunk = args.memory_chunk or default_chunk(args.device)
     print(f'\n== 2. memory: x{args.scale} upscale() of n x n inputs, tile {args.tile}, chunk {chunk:,}, '
           f'{args.memory_precision}, decoder "fast"; one fresh subprocess per size, one run each ==')
     print(f'{"input":>11} {"output":>11} {"tiles":>5} {"peak RSS +":>11} {"output":>10} '
@@ -156,7 +178,8 @@ def bench_memory(args, sizes):
     method = None
     for size in sizes:
         cmd = [sys.executable, os.path.abspath(__file__), '--memory-case', str(size),
-               '--threads', str(args.threads), '--tile', str(args.tile), '--scale', str(args.scale),
+               '--threads', str(args.threads), '--device', args.device, '--tile', str(args.tile),
+               '--scale', str(args.scale),
                '--memory-precision', args.memory_precision, '--weights', args.weights or '']
         if args.memory_chunk is not None:
             cmd += ['--memory-chunk', str(args.memory_chunk)]
@@ -197,9 +220,11 @@ def main():
                    help='tiny sizes for a smoke check (32x32 speed input; 32,64 memory inputs, tile 32)')
     p.add_argument('--threads', type=int, default=torch.get_num_threads(),
                    help='torch intra-op threads (default: %(default)s)')
-    p.add_argument('--chunk', type=int, default=default_chunk('cpu'),
-                   help='queries per decoder call in the speed part, both forms (default: %(default)s, '
-                        "upscale()'s CPU default; the official test script uses 30000)")
+    p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    p.add_argument('--chunk', type=int, default=None,
+                   help="queries per decoder call in the speed part, both forms (default: upscale()'s default "
+                        "for the device, 2048 on a CPU; the official test script uses 30000)")
+    p.add_argument('--compile', action='store_true', help='add the fast form with torch.compile (bf16)')
     p.add_argument('--repeats', type=int, default=None, help='timed runs per case (default: 3, quick: 2)')
     p.add_argument('--lr-size', type=parse_hw, default=None,
                    help='speed part LR size, N or HxW (default: 128, quick: 32; --div2k: 339x510)')
@@ -231,14 +256,16 @@ def main():
     lr = args.lr_size or ((339, 510) if args.div2k else (32, 32) if args.quick else (128, 128))
     sizes = args.memory_sizes or ([32, 64] if args.quick else [128, 256, 512, 1024])
     torch.set_num_threads(args.threads)
-    print_device(torch.get_num_threads())
+    device = torch.device(args.device)
+    print_device(torch.get_num_threads(), device)
     model, source = get_model(args.weights)
+    model.to(device)
     print(f'model  : LIIF, EDSR-baseline encoder + MLP 256x4, {source}')
     if args.quick:
         print('mode   : --quick (tiny sizes: a smoke check, not representative figures)')
 
     if not args.skip_speed:
-        bench_speed(model, lr, args.scale, args.chunk, repeats)
+        bench_speed(model, lr, args.scale, args.chunk or default_chunk(device), repeats, args.compile)
     if not args.skip_memory:
         bench_memory(args, sizes)
 

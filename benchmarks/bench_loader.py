@@ -16,8 +16,7 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
-from common import print_device  # also puts the repo on sys.path
-import datasets  # noqa: E402
+from common import paper_training_set, print_device  # also puts the repo on sys.path
 from datasets.device_synthesis import finish_batch  # noqa: E402
 
 
@@ -48,10 +47,8 @@ def main():
     args = p.parse_args()
     device = torch.device(args.device)
     print_device(torch.get_num_threads(), device)
-    inner = datasets.make({'name': 'image-folder', 'args': {'root_path': args.root, 'cache': 'in_memory', 'repeat': 100}})
-    wrapper = datasets.make({'name': 'sr-implicit-downsampled', 'args': {
-        'inp_size': 48, 'scale_max': 4, 'augment': True, 'sample_q': 2304}}, args={'dataset': inner})
-    print(f'data   : {len(inner.files)} images from {args.root}, batch {args.batch}, {args.batches} batches per case')
+    wrapper = paper_training_set(args.root)
+    print(f'data   : {len(wrapper.dataset.files)} images from {args.root}, batch {args.batch}, {args.batches} batches per case')
     for workers in args.workers:
         cpu = rate(wrapper, workers, args.batch, args.batches, device, hr_only=False)
         hr = rate(wrapper, workers, args.batch, args.batches, device, hr_only=True)

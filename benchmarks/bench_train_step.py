@@ -1,20 +1,33 @@
-"""One LIIF training step (forward, L1 loss, backward, Adam), plain vs fast decoder, float32 vs bf16.
+"""One LIIF training step (forward, L1 loss, backward, Adam), plain vs fast decoder, float32 vs bf16,
+optionally with the speed-ups (channels-last, torch.compile, CUDA graphs) and fed by the real
+input pipeline.
 
     python benchmarks/bench_train_step.py                  # EDSR-baseline-LIIF, batch 16, 48x48, 2304 queries
-    python benchmarks/bench_train_step.py --device cuda
+    python benchmarks/bench_train_step.py --device cuda --channels-last --compile --cuda-graphs \\
+        --data load/div2k/DIV2K_train_HR --workers 8
 
-The batch is synthetic (random LR patches, query coordinates and targets at random scales in
-[1, 4]): a step's cost does not depend on the pixel values. All cases run in this one process
-so the ratios are measured under the same conditions. Figures only: nothing passes or fails.
+The first four cases use a synthetic batch (random LR patches, query coordinates and targets at
+random scales in [1, 4]): a step's cost does not depend on the pixel values. With a speed-up flag,
+the fast decoder runs again with those speed-ups (train.py's config switches of the same names).
+With --data, the best of those cases runs fed by the training input pipeline as train.py builds
+it on that device (workers serving crops; on a GPU, HR crops with `finish_batch` on the GPU), and
+its time per step includes waiting for data. All cases run in this one process so the ratios are
+measured under the same conditions. Figures only: nothing passes or fails.
 """
 import argparse
+import time
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
-from common import SPEC, fmt_s, median_time, print_device  # also puts the repo on sys.path
+from common import SPEC, fmt_s, median_time, paper_training_set, print_device  # also puts the repo on sys.path
 import models  # noqa: E402
+from datasets.device_synthesis import finish_batch  # noqa: E402
 from utils.device import autocast  # noqa: E402
+from utils.speedups import SpeedUps  # noqa: E402
+
+WARMUP_COMPILED = 5  # compiling, then recording CUDA graphs, takes the first few calls
 
 
 def synthetic_batch(batch, inp_size, sample_q, device, seed=0):
@@ -26,15 +39,49 @@ def synthetic_batch(batch, inp_size, sample_q, device, seed=0):
             'gt': torch.rand(batch, sample_q, 3, generator=g).to(device)}
 
 
-def make_step(model, optimizer, batch, device, precision):
-    def step():
+def make_trainer(form, device, speed):
+    """(step(batch), model): a fresh EDSR-baseline-LIIF with Adam, as train.py sets it up."""
+    torch.manual_seed(0)
+    core = speed.prepare(models.make(SPEC).to(device).train())
+    core.decoder = form
+    model = speed.wrap(core)
+    optimizer = torch.optim.Adam(core.parameters(), lr=1e-4)
+
+    def step(batch, precision):
+        speed.step_begin()
         with autocast(device, precision):
-            pred = model((batch['inp'] - 0.5) / 0.5, batch['coord'], batch['cell'])
+            pred = model(speed.batch_input((batch['inp'] - 0.5) / 0.5), batch['coord'], batch['cell'])
         loss = F.l1_loss(pred.float(), (batch['gt'] - 0.5) / 0.5)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
     return step
+
+
+def pipeline_time(step, precision, args, device):
+    """Seconds per step over --steps steps fed by the real input pipeline (after warm-up steps)."""
+    dataset = paper_training_set(args.data, args.inp_size, args.sample_q)
+    dataset.hr_only = device.type == 'cuda'  # train.py's lr_on_device default
+    loader = DataLoader(dataset, batch_size=args.batch, shuffle=True, drop_last=True, num_workers=args.workers,
+                        pin_memory=device.type == 'cuda', persistent_workers=args.workers > 0)
+    batches = iter(loader)
+
+    def fed_step():
+        b = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+        if dataset.hr_only:
+            b = finish_batch(b, dataset.inp_size)
+        step({'inp': b['inp'], 'coord': b['coord'], 'cell': b['cell'], 'gt': b['gt']}, precision)
+
+    for _ in range(WARMUP_COMPILED):
+        fed_step()
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        fed_step()
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - t0) / args.steps, len(dataset.dataset.files)
 
 
 def main():
@@ -45,29 +92,53 @@ def main():
     p.add_argument('--sample-q', type=int, default=2304)
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--threads', type=int, default=None)
+    p.add_argument('--channels-last', action='store_true', help='add cases with channels-last convolutions')
+    p.add_argument('--compile', action='store_true', help='add cases with torch.compile')
+    p.add_argument('--cuda-graphs', action='store_true', help='add cases with CUDA graphs (implies --compile)')
+    p.add_argument('--data', help='a folder of training images: add a case fed by the real input pipeline')
+    p.add_argument('--workers', type=int, default=8, help='DataLoader workers for --data (default: %(default)s)')
+    p.add_argument('--steps', type=int, default=200, help='timed steps for --data (default: %(default)s)')
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print_device(torch.get_num_threads(), device)
     print(f'step   : EDSR-baseline-LIIF, batch {args.batch}, {args.inp_size}x{args.inp_size} LR, '
-          f'{args.sample_q} queries per patch, Adam; median of {args.repeats} steps after a warm-up step')
+          f'{args.sample_q} queries per patch, Adam; median of {args.repeats} steps after warm-up')
     batch = synthetic_batch(args.batch, args.inp_size, args.sample_q, device)
+    eager = SpeedUps()
+    speed = SpeedUps.from_config({'channels_last': args.channels_last, 'compile': args.compile,
+                                  'cuda_graphs': args.cuda_graphs}, device)
+    for note in speed.notes:
+        print(f'note   : {note}')
+    extra = speed.describe() != 'none'
+    cases = [(form, precision, eager) for form in ('plain', 'fast') for precision in ('fp32', 'bf16')]
+    if extra:
+        cases += [('fast', precision, speed) for precision in ('fp32', 'bf16')]
     times = {}
-    for form in ('plain', 'fast'):
-        for precision in ('fp32', 'bf16'):
-            torch.manual_seed(0)
-            model = models.make(SPEC).to(device).train()
-            model.decoder = form
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-            times[form, precision] = median_time(make_step(model, optimizer, batch, device, precision),
-                                                 args.repeats, device)
-            print(f'{form:>5} {precision}: {fmt_s(times[form, precision])} per step')
-    base = times['plain', 'fp32']
-    print(f"fast fp32 vs plain fp32: {base / times['fast', 'fp32']:.2f}x (CPU target >= 3x)")
-    print(f"fast bf16 vs plain fp32: {base / times['fast', 'bf16']:.2f}x")
-    print(f"fast bf16 vs fast fp32 : {times['fast', 'fp32'] / times['fast', 'bf16']:.2f}x")
-    print(f"plain bf16 vs plain fp32: {base / times['plain', 'bf16']:.2f}x")
+    for form, precision, s in cases:
+        step = make_trainer(form, device, s)
+        times[form, precision, s.describe()] = t = median_time(
+            lambda: step(batch, precision), args.repeats, device, warmup=WARMUP_COMPILED if s.compile else 1)
+        print(f'{form:>5} {precision} {"(speed-ups: " + s.describe() + ")" if s is speed else "":40}: '
+              f'{fmt_s(t)} per step')
+    base = times['plain', 'fp32', 'none']
+    fast32, fast16 = times['fast', 'fp32', 'none'], times['fast', 'bf16', 'none']
+    print(f"fast fp32 vs plain fp32: {base / fast32:.2f}x (CPU target >= 3x)")
+    print(f"fast bf16 vs plain fp32: {base / fast16:.2f}x")
+    print(f"fast bf16 vs fast fp32 : {fast32 / fast16:.2f}x")
+    print(f"plain bf16 vs plain fp32: {base / times['plain', 'bf16', 'none']:.2f}x")
+    if extra:
+        for precision, ref in (('fp32', fast32), ('bf16', fast16)):
+            print(f"fast {precision} with {speed.describe()} vs without: {ref / times['fast', precision, speed.describe()]:.2f}x")
+    if args.data:
+        precision = 'bf16'
+        fed, n_images = pipeline_time(make_trainer('fast', device, speed), precision, args, device)
+        synthetic = times['fast', precision, speed.describe()]
+        print(f'fed by the input pipeline ({n_images} images from {args.data}, {args.workers} workers, '
+              f'{"LR made on the GPU" if device.type == "cuda" else "LR made in the workers"}): fast {precision}, '
+              f'speed-ups {speed.describe()}: {fmt_s(fed)} per step over {args.steps} steps '
+              f'({fed / synthetic:.2f}x the synthetic-batch step; GPU target <= 2.5 ms)')
 
 
 if __name__ == '__main__':

@@ -70,15 +70,29 @@ def fmt_s(t):
     return f'{t * 1e3:8.1f} ms' if t < 1 else f'{t:8.2f} s '
 
 
-def median_time(fn, repeats, device=CPU):
-    """Median seconds of `fn()` over `repeats` calls after one warm-up call (GPU work synchronised)."""
+def sync(device):
+    """Wait for the device's queued work (timings of GPU work need it)."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def median_time(fn, repeats, device=CPU, warmup=1):
+    """Median seconds of `fn()` over `repeats` calls after `warmup` calls (GPU work synchronised)."""
     def once():
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
+        sync(device)
         t0 = time.perf_counter()
         fn()
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
+        sync(device)
         return time.perf_counter() - t0
-    once()
+    for _ in range(warmup):
+        once()
     return statistics.median(once() for _ in range(repeats))
+
+
+def paper_training_set(root, inp_size=48, sample_q=2304, repeat=100):
+    """The paper's training wrapper (by default 48x48 LR, scale U(1, 4), augmentation, 2304
+    queries) over the images of `root`, decoded into memory as for training."""
+    import datasets
+    inner = datasets.make({'name': 'image-folder', 'args': {'root_path': root, 'cache': 'in_memory', 'repeat': repeat}})
+    return datasets.make({'name': 'sr-implicit-downsampled', 'args': {
+        'inp_size': inp_size, 'scale_max': 4, 'augment': True, 'sample_q': sample_q}}, args={'dataset': inner})

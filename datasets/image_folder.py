@@ -85,8 +85,9 @@ class ImageFolder(Dataset):
 
 def progress(files, what):
     """A progress bar over `files` when there are enough of them for it to matter."""
-    return tqdm(files, desc=f"{what} {os.path.dirname(files[0])}", unit='img', leave=False,
-                disable=len(files) < PROGRESS_FROM)
+    folders = sorted({os.path.dirname(f) for f in files})
+    where = folders[0] if len(folders) == 1 else f"{len(folders)} folders"
+    return tqdm(files, desc=f"{what} {where}", unit='img', leave=False, disable=len(files) < PROGRESS_FROM)
 
 
 def decoded_cache(path):

@@ -96,13 +96,18 @@ class SRImplicitDownsampled(SRWrapper):
     """HR from one image, LR made by PIL bicubic at a scale s ~ U(scale_min, scale_max).
 
     With `inp_size`: a random HR crop of round(inp_size * s) pixels and its inp_size LR.
-    Without: the whole image, HR cropped so that LR = floor(HR / s) exactly."""
+    Without: the whole image, HR cropped so that LR = floor(HR / s) exactly.
+    fit_scale: an image too small for a crop at scale_max draws s from scale_min up to the
+    largest scale whose crop fits it, instead of failing (for sets of small images such as
+    T91); larger images draw exactly as without it."""
 
-    def __init__(self, dataset, inp_size=None, scale_min=1, scale_max=None, augment=False, sample_q=None, seed=0):
+    def __init__(self, dataset, inp_size=None, scale_min=1, scale_max=None, augment=False, sample_q=None, seed=0,
+                 fit_scale=False):
         super().__init__(dataset, augment, sample_q, seed)
         self.inp_size = inp_size
         self.scale_min = scale_min
         self.scale_max = scale_min if scale_max is None else scale_max
+        self.fit_scale = fit_scale
         # set by train.py (lr_on_device): serve HR crops and random draws only, and let
         # datasets.device_synthesis.finish_batch make the LR and the samples on the device
         self.hr_only = False
@@ -126,8 +131,14 @@ class SRImplicitDownsampled(SRWrapper):
 
     def crop(self, idx, rng, make_lr=True):
         img = self.dataset[idx]
-        s = rng.uniform(self.scale_min, self.scale_max)
         H, W = img.shape[:2]
+        top = self.scale_max
+        if self.fit_scale and self.inp_size is not None:
+            top = min(top, min(H, W) / self.inp_size)
+            if top < self.scale_min:
+                smallest = round(self.inp_size * self.scale_min)
+                raise self.too_small(idx, (H, W), (smallest, smallest))
+        s = rng.uniform(self.scale_min, top)
         if self.inp_size is None:
             h_lr, w_lr = math.floor(H / s + 1e-9), math.floor(W / s + 1e-9)
             if min(h_lr, w_lr) < 1:
@@ -137,7 +148,8 @@ class SRImplicitDownsampled(SRWrapper):
         w_lr = self.inp_size
         w_hr = round(w_lr * s)
         if H < w_hr or W < w_hr:
-            raise self.too_small(idx, (H, W), (w_hr, w_hr))
+            hint = '' if self.fit_scale else ' (fit_scale: true lets small images draw smaller scales)'
+            raise DataError(f"{self.too_small(idx, (H, W), (w_hr, w_hr))}{hint}")
         x0, y0 = rng.integers(0, H - w_hr + 1), rng.integers(0, W - w_hr + 1)
         hr = img[x0:x0 + w_hr, y0:y0 + w_hr]
         return (resize_bicubic(hr, (w_lr, w_lr)) if make_lr else None), hr

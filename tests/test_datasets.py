@@ -425,6 +425,23 @@ def test_downsampled_too_small(tmp_path):
     assert path in str(e.value)
 
 
+def test_fit_scale_lets_small_images_draw_smaller_scales(tmp_path):
+    root = folder(tmp_path / 'mixed', {'a_small.png': noise((70, 90, 3), 1), 'b_big.png': noise((300, 260, 3), 2)})
+    args = dict(inp_size=48, scale_max=4, augment=True, sample_q=500)
+    with pytest.raises(DataError, match='fit_scale: true lets small images'):
+        [wrapper('sr-implicit-downsampled', image_folder(root), **args)[(e, 0)] for e in range(20)]
+    fitted = wrapper('sr-implicit-downsampled', image_folder(root), fit_scale=True, **args)
+    sides = [fitted.crop(0, fitted.rng(0, e))[1].shape[0] for e in range(200)]
+    assert max(sides) <= 70 and min(sides) == 48 and len(set(sides)) > 15  # scales 1 to 70/48, spread out
+    assert fitted[(0, 0)]['inp'].shape == (3, 48, 48)
+    plain = wrapper('sr-implicit-downsampled', image_folder(root), **args)
+    for e in range(5):  # an image large enough draws exactly as without fit_scale
+        assert same_sample(plain[(e, 1)], fitted[(e, 1)])
+    tiny = wrapper('sr-implicit-downsampled', image_folder(root), fit_scale=True, scale_min=2, **args)
+    with pytest.raises(DataError, match='70x90, smaller than the 96x96 crop'):
+        tiny[(0, 0)]
+
+
 def test_sample_q_too_large(tmp_path):
     path = write_png(tmp_path / 'i' / 'a.png', noise((20, 20, 3)))
     inner = image_folder(str(tmp_path / 'i'))

@@ -30,7 +30,7 @@ def wrapper(folder, **args):
 
 
 @pytest.mark.parametrize('args', [{}, {'augment': False}, {'inp_size': 32, 'scale_min': 2, 'scale_max': 3.3},
-                                  {'sample_q': 100, 'seed': 7}])
+                                  {'sample_q': 100, 'seed': 7}, {'inp_size': 60, 'fit_scale': True}])
 def test_device_batch_equals_cpu_batch(folder, args):
     cpu_set, device_set = wrapper(folder, **args), wrapper(folder, **args)
     device_set.hr_only = True
@@ -58,3 +58,16 @@ def test_lr_on_device_choice(folder):
         use_lr_on_device(True, whole_images, cpu)
     with pytest.raises(Exception, match='lr_on_device'):
         use_lr_on_device('yes', wrapper(folder), cpu)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')
+def test_cuda_batch_matches_cpu_batch(folder):
+    cpu_set, device_set = wrapper(folder), wrapper(folder)
+    device_set.hr_only = True
+    keys = [(3, i) for i in range(len(cpu_set))]
+    expected = default_collate([cpu_set[k] for k in keys])
+    served = {k: v.cuda() for k, v in default_collate([device_set[k] for k in keys]).items()}
+    got = finish_batch(served, device_set.inp_size)
+    assert torch.equal(got['inp'].cpu(), expected['inp'])  # the bicubic LR: exact on the GPU too
+    for key in ('coord', 'cell', 'gt'):  # coordinates may round differently in the last bit
+        torch.testing.assert_close(got[key].cpu(), expected[key], rtol=0, atol=1e-6)

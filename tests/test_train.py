@@ -273,3 +273,46 @@ def test_lr_on_device_trains_exactly_as_the_cpu_path(tmp_path):
     a, b = load(tmp_path / 'cpu' / 'epoch-last.pth'), load(tmp_path / 'device' / 'epoch-last.pth')
     for key, value in a['model']['sd'].items():
         assert torch.equal(b['model']['sd'][key], value), key
+
+
+@pytest.mark.slow
+def test_channels_last_and_compile_train_like_the_eager_run(tmp_path):
+    args = small_run(first_k=16, epoch_max=2, extra=['--set', '+deterministic=true'])
+    eager = run(train_cmd(tmp_path, 'eager', *args))
+    assert eager.returncode == 0, eager.stderr[-2000:]
+    fast = run(train_cmd(tmp_path, 'fast', *args, '--set', '+channels_last=true', '--set', '+compile=true',
+                         '--set', '+cuda_graphs=true'))
+    assert fast.returncode == 0, fast.stderr[-2000:]
+    log = (tmp_path / 'fast' / 'log.txt').read_text()
+    assert 'speed-ups: channels_last, compile' in log
+    assert 'cuda_graphs: off (needs a CUDA device, training on cpu)' in log
+    a, b = load(tmp_path / 'eager' / 'epoch-last.pth'), load(tmp_path / 'fast' / 'epoch-last.pth')
+    assert a['model']['sd'].keys() == b['model']['sd'].keys()  # the plain module is saved, not the compiled one
+    for key, value in a['model']['sd'].items():
+        torch.testing.assert_close(b['model']['sd'][key], value, rtol=0, atol=1e-5)
+
+
+def test_unknown_speed_up_value_is_a_config_error(tmp_path):
+    result = run(train_cmd(tmp_path, 'bad', *small_run(epoch_max=1), '--set', '+compile=maybe'))
+    assert result.returncode == 2
+    assert "compile 'maybe': expected true, false" in result.stderr
+    assert not (tmp_path / 'bad').exists()  # checked before the run folder is made
+
+
+def test_time_limit_stops_at_an_epoch_end_and_resume_finishes(tmp_path):
+    args = small_run(first_k=8, epoch_max=3)
+    first = run(train_cmd(tmp_path, 'r', *args, '--time-limit', '0.5s'))
+    assert first.returncode == 0, first.stderr[-2000:]
+    log = (tmp_path / 'r' / 'log.txt').read_text()
+    assert 'time limit: stopped after epoch 1/3' in log and 'done:' not in log
+    assert load(tmp_path / 'r' / 'epoch-last.pth')['epoch'] == 1
+    rest = run(train_cmd(tmp_path, 'r', *args, '--resume'))
+    assert rest.returncode == 0, rest.stderr[-2000:]
+    assert load(tmp_path / 'r' / 'epoch-last.pth')['epoch'] == 3
+    assert 'done:' in (tmp_path / 'r' / 'log.txt').read_text()
+
+
+def test_bad_time_limit_is_named():
+    result = run(train_cmd('unused', 'r', '--time-limit', '9 minutes'))
+    assert result.returncode == 2
+    assert "--time-limit: '9 minutes': expected a positive number of seconds" in result.stderr

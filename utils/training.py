@@ -1,6 +1,9 @@
 """The pieces of train.py's loop that are not the loop: run folders, data loaders, loss checks."""
+import argparse
 import math
 import os
+import re
+import time
 
 import numpy as np
 import torch
@@ -112,6 +115,30 @@ def make_loader(dataset, spec, info, seed, shuffle, num_workers=None):
     sampler = EpochSampler(len(dataset), info, seed, shuffle=shuffle, pad=shuffle)
     return DataLoader(dataset, batch_size=batch // info.world_size, sampler=sampler, num_workers=num_workers,
                       pin_memory=info.device.type == 'cuda', persistent_workers=num_workers > 0)
+
+
+def parse_duration(text):
+    """'90', '90s', '9m' or '2h' -> seconds (the argparse type of --time-limit)."""
+    match = re.fullmatch(r'\s*(\d+(?:\.\d*)?)\s*([smh]?)\s*', text)
+    if not match or float(match[1]) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of seconds, or one ending in s, m or h")
+    return float(match[1]) * {'': 1, 's': 1, 'm': 60, 'h': 3600}[match[2]]
+
+
+class TimeLimit:
+    """--time-limit: stop at the end of an epoch when one more epoch, as long as the longest so
+    far, would end past the limit (counted from `start`). Every process takes the same decision."""
+
+    def __init__(self, seconds, start, info):
+        self.end = start + seconds if seconds else None
+        self.longest, self.info = 0.0, info
+
+    def reached(self, epoch_seconds):
+        if self.end is None:
+            return False
+        self.longest = max(self.longest, epoch_seconds)
+        too_late = time.time() + self.longest > self.end
+        return dist.all_min(0 if too_late else 1, self.info) == 0
 
 
 def check_finite(losses, iteration, epoch, save_path, info):
