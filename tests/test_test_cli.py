@@ -35,6 +35,15 @@ def test_set5_x4_equals_the_official_number():
     assert 'protocol' in proc.stdout and 'not rounded' in proc.stdout
 
 
+def test_bf16_stays_within_a_hundredth_of_a_db_on_set5_x2():
+    need(OFFICIAL_CKPT)
+    need(os.path.join(DATA, 'benchmark', 'Set5'))
+    proc = run_test('--config', 'configs/test/test-set5-2.yaml', '--model', OFFICIAL_CKPT, '--load-dir', DATA,
+                    '--precision', 'bf16')
+    assert abs(result_of(proc) - 37.9877) <= 0.01  # the float32 result (official); x2 is bf16's largest gap
+    assert 'bf16' in proc.stdout
+
+
 @pytest.mark.slow
 def test_set14_x2_equals_the_official_number():
     need(OFFICIAL_CKPT)
