@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-.device}
 OUT=${OUT:-benchmarks/out}
 PY=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}  # DEVICE=cpu smoke-tests this script's wiring on a machine without a GPU
 mkdir -p "$OUT"
 TRAIN=$(ls -d "$DATA"/train/* 2>/dev/null | head -n 1 || true)  # one folder is enough to measure
 
@@ -26,28 +27,28 @@ run() {  # run NAME CMD...: tee the command's output to $OUT/NAME.txt
 
 case "${1:-}" in
 check)
-    run env nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+    [ "$DEVICE" = cuda ] && run env nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
     run versions "$PY" -c 'import torch, PIL; print(torch.__version__, torch.version.cuda, PIL.__version__)'
     run tests "$PY" -m pytest -q -x tests/test_models.py tests/test_device_synthesis.py tests/test_pil_resize.py
     rm -rf /tmp/gpu_check
-    run train "$PY" train.py --config configs/quickstart.yaml --save-dir /tmp/gpu_check --name speedups --device cuda \
+    run train "$PY" train.py --config configs/quickstart.yaml --save-dir /tmp/gpu_check --name speedups --device $DEVICE \
         --set train_dataset.dataset.args.root_path="$TRAIN" --set val_dataset.dataset.args.root_path="$TRAIN" \
         --set val_full=null --set epoch_max=3 --set +precision=bf16 --set +channels_last=true --set +compile=true \
         --set +cuda_graphs=true
     ;;
 decoder)
-    run decoder "$PY" benchmarks/bench_decoder.py --device cuda --div2k --compile --repeats 10 \
+    run decoder "$PY" benchmarks/bench_decoder.py --device $DEVICE --div2k --compile --repeats 10 \
         --weights "$DATA/weights.pth" --memory-sizes 512,1024,2048
     ;;
 step)
-    run step "$PY" benchmarks/bench_train_step.py --device cuda --repeats 50 --channels-last --compile \
+    run step "$PY" benchmarks/bench_train_step.py --device $DEVICE --repeats 50 --channels-last --compile \
         --cuda-graphs ${TRAIN:+--data "$TRAIN" --workers 12 --steps 500}
     ;;
 loader)
-    run loader "$PY" benchmarks/bench_loader.py --device cuda --root "$TRAIN" --workers 0 4 8 12 16 --batches 200
+    run loader "$PY" benchmarks/bench_loader.py --device $DEVICE --root "$TRAIN" --workers 0 4 8 12 16 --batches 200
     ;;
 suite)
-    run suite "$PY" benchmarks/bench_test_suite.py --model "$DATA/weights.pth" --load-dir "$DATA" --device cuda
+    run suite "$PY" benchmarks/bench_test_suite.py --model "$DATA/weights.pth" --load-dir "$DATA" --device $DEVICE
     ;;
 *)
     sed -n '2,12p' "$0"
