@@ -19,6 +19,7 @@ from utils.checkpoint import CheckpointError, load_model
 from utils.errors import first_line
 from utils.device import DeviceError, autocast, resolve_device
 from utils.image import OUTPUT_FORMATS, ImageError, image_files, read_image, writable_kind, write_image
+from utils.speedups import compile_decoder
 
 PROG = 'demo.py'
 MAX_SIDE = 32768            # output pixels per side
@@ -117,6 +118,8 @@ def build_parser():
                    help="auto (default): cuda when available, else cpu")
     p.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'], default='fp32',
                    help="fp32 (default, no autocast), or torch.autocast with bf16 / fp16 (fp16 is for GPUs: slow on CPU)")
+    p.add_argument('--compile', action='store_true',
+                   help="decode through torch.compile: pays off on many or large images (compiling takes a while)")
     p.add_argument('--tile', type=positive_int, default=256, metavar='N',
                    help="side of the LR tiles the model runs on (default 256); smaller uses less memory")
     return p
@@ -204,6 +207,8 @@ def run(args):
     precision = autocast(device, args.precision)
     model = load_model(args.model, device=device)
     check_model(model, args.model, device)
+    if args.compile and (note := compile_decoder(model, device)):
+        warn(note)
 
     bar = tqdm(plans, desc='images', unit='img', disable=len(plans) == 1, file=sys.stderr)
     for src, dst, size, kind, img in bar:

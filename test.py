@@ -16,6 +16,7 @@ from utils.config import ConfigError
 from utils.device import DeviceError, resolve_device
 from utils.errors import message
 from utils.image import ImageError
+from utils.speedups import compile_decoder
 from utils.suite import PROTOCOL, SUITES, TestError, run_config, run_suite, write_report
 
 import datasets
@@ -37,16 +38,23 @@ def parse_args():
                    help='beyond scale S (default 4, the training maximum) give the decoder the cell of '
                         'scale S, as LTE/LMF do; off unless given')
     p.add_argument('--no-ema', action='store_true', help="use the trained weights even when the checkpoint has an EMA")
+    p.add_argument('--compile', action='store_true',
+                   help='decode through torch.compile (about 1.3x faster on a CPU in bf16; the first images '
+                        'wait while it compiles)')
     return p.parse_args()
 
 
 def main(args):
     device = resolve_device(args.device)
     model = load_model(args.model, device, ema=not args.no_ema)
+    compile_note = compile_decoder(model, device) if args.compile else None
     options = dict(device=device, precision=args.precision, cell_clip=args.cell_clip, load_dir=args.load_dir)
     print(PROTOCOL)
     print(f"model {args.model} on {device.type}, {args.precision}"
-          + (f", cell clip at x{args.cell_clip:g} (cell of scale {args.cell_clip:g} beyond it)" if args.cell_clip else ''))
+          + (f", cell clip at x{args.cell_clip:g} (cell of scale {args.cell_clip:g} beyond it)" if args.cell_clip else '')
+          + (', compiled decoder' if args.compile and not compile_note else ''))
+    if compile_note:
+        print(compile_note)
     if args.config:
         rows, summary = run_config(model, args.config, save_dir=args.save_dir, **options)
         print(f"{len(rows)} images, PSNR {summary['psnr']:.4f} dB, SSIM {summary['ssim']:.4f}")

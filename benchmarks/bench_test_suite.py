@@ -4,8 +4,10 @@ difference bf16 makes (target: within 0.01 dB).
     python benchmarks/bench_test_suite.py --model save/edsr-baseline-liif.pth --load-dir load
     python benchmarks/bench_test_suite.py --model ../shared/weights/edsr-baseline-liif.pth --load-dir ../shared/data
 
-Both precisions run in this one process, one after the other, after a warm-up image, so the
-ratio is measured under the same conditions. Figures are measurements: nothing passes or fails.
+Both precisions run in this one process, one after the other, each after a warm-up run of the
+whole config, so the ratio is measured under the same conditions; `--compile` adds bf16 with the
+decoder compiled (test.py --compile; its warm-up run includes compiling). Figures are
+measurements: nothing passes or fails.
 """
 import argparse
 import os
@@ -31,6 +33,7 @@ def main():
     p.add_argument('--load-dir', default='load')
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch decides)')
+    p.add_argument('--compile', action='store_true', help='also bf16 with the compiled decoder')
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -40,12 +43,14 @@ def main():
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     model = load_model(args.model, device)
     results = {}
-    for precision in ('fp32', 'bf16'):
-        run_config(model, args.config, device, precision, load_dir=args.load_dir)  # warm-up (first run pays set-up)
+    for precision in ('fp32', 'bf16', 'bf16 compiled') if args.compile else ('fp32', 'bf16'):
+        if precision == 'bf16 compiled':
+            model.compile_decoder()
+        run_config(model, args.config, device, precision.split()[0], load_dir=args.load_dir)  # warm-up (first run pays set-up)
         if device.type == 'cuda':
             torch.cuda.synchronize()
         start = time.perf_counter()
-        rows, summary = run_config(model, args.config, device, precision, load_dir=args.load_dir)
+        rows, summary = run_config(model, args.config, device, precision.split()[0], load_dir=args.load_dir)
         if device.type == 'cuda':
             torch.cuda.synchronize()
         results[precision] = (time.perf_counter() - start, summary, rows)
@@ -55,6 +60,10 @@ def main():
     worst = max(abs(a['psnr'] - b['psnr']) for a, b in zip(r32, r16))
     print(f"bf16 vs fp32: {t32 / t16:.2f}x faster; mean PSNR difference {s16['psnr'] - s32['psnr']:+.4f} dB "
           f"(target within 0.01), largest per-image difference {worst:.4f} dB")
+    if args.compile:
+        tc, sc, _ = results['bf16 compiled']
+        print(f"bf16 compiled vs bf16: {t16 / tc:.2f}x faster ({t32 / tc:.2f}x float32); "
+              f"PSNR difference {sc['psnr'] - s16['psnr']:+.4f} dB")
 
 
 if __name__ == '__main__':

@@ -39,6 +39,7 @@ class LIIF(nn.Module):
         else:
             self.imnet = None
         self.decoder = 'fast'  # or 'plain'; not a constructor argument so checkpoints stay official
+        self.compiled_query = None  # set by compile_decoder()
 
     # --- shared geometry -------------------------------------------------------------------
 
@@ -58,11 +59,10 @@ class LIIF(nn.Module):
             return [(-1, -1), (-1, 1), (1, -1), (1, 1)], ENSEMBLE_EPS
         return [(0, 0)], 0
 
-    def members(self, coord):
+    def members(self, coord, full_h, full_w):
         """Local-ensemble members of each query (B, Q, 2): the row and column indices into the
-        full latent grid (M, B, Q) and the query's offset from that latent's centre in latent
-        units (M, B, Q, 2). Index arithmetic, no grid_sample."""
-        _, _, full_h, full_w = self.window
+        full_h x full_w latent grid (M, B, Q) and the query's offset from that latent's centre in
+        latent units (M, B, Q, 2). Index arithmetic, no grid_sample."""
         centres_y = coord_seq(full_h, device=coord.device)
         centres_x = coord_seq(full_w, device=coord.device)
         shifts, eps = self.ensemble_shifts()
@@ -85,10 +85,6 @@ class LIIF(nn.Module):
         areas = (rels[..., 0] * rels[..., 1]).abs() + 1e-9
         weights = areas.flip(0) / areas.sum(0)  # flip pairs members 0<->3 and 1<->2
         return (preds * weights.unsqueeze(-1)).sum(0)
-
-    def rel_cell(self, cell):
-        _, _, full_h, full_w = self.window
-        return cell * torch.tensor([full_h, full_w], dtype=cell.dtype, device=cell.device)
 
     def query_rgb(self, coord, cell=None):
         if self.decoder == 'plain':
@@ -148,10 +144,9 @@ class LIIF(nn.Module):
         w_feat = w_feat.reshape(w_feat.shape[0], self.feat.shape[1], k, k)
         return grid_rows(F.conv2d(self.feat, w_feat, bias, padding=k // 2))
 
-    def gather(self, rows, iy, ix):
-        """Rows of a per-latent table (B*h*w, D), laid out like the windowed feature map, at the
-        full-grid latent indices iy, ix (..., B, Q): (..., B, Q, D)."""
-        top, left = self.window[:2]
+    def gather(self, rows, iy, ix, top, left):
+        """Rows of a per-latent table (B*h*w, D), laid out like the feature map of the window
+        starting at (top, left), at the full-grid latent indices iy, ix (..., B, Q): (..., B, Q, D)."""
         h, w = self.feat.shape[-2:]
         B = iy.shape[-2]
         batch_offset = (torch.arange(B, device=iy.device) * (h * w)).view(B, 1)
@@ -160,20 +155,31 @@ class LIIF(nn.Module):
 
     def query_rgb_fast(self, coord, cell=None):
         """coord, cell: (B, Q, 2) -> (B, Q, 3)."""
-        _, _, full_h, full_w = self.window
+        if self.imnet is not None and self.latent is None:
+            self.latent = self.latent_map()
+        return (self.compiled_query or self.query_window)(coord, cell, *self.window)
+
+    def compile_decoder(self):
+        """Run the fast form's queries through torch.compile (fused elementwise work around the
+        matrix products). The window geometry is passed as arguments, so tiles of any position
+        and size share a few compiled graphs instead of recompiling for each."""
+        self.compiled_query = torch.compile(self.query_window, dynamic=True)
+
+    def query_window(self, coord, cell, top, left, full_h, full_w):
+        """The fast form, for the current features covering a window at (top, left) of a
+        full_h x full_w latent grid."""
         if self.imnet is None:
             iy, ix = nearest_index(coord[..., 0], full_h), nearest_index(coord[..., 1], full_w)
-            return self.gather(grid_rows(self.feat), iy, ix)
-        if self.latent is None:
-            self.latent = self.latent_map()
+            return self.gather(grid_rows(self.feat), iy, ix, top, left)
         _, w_coord, w_cell, _ = self.first_layer_parts()
-        iy, ix, rels = self.members(coord)
-        hidden = self.gather(self.latent, iy, ix)  # (M, B, Q, hidden)
+        iy, ix, rels = self.members(coord, full_h, full_w)
+        hidden = self.gather(self.latent, iy, ix, top, left)  # (M, B, Q, hidden)
         lead = hidden.shape[:-1]
         # the coordinate and cell terms in one matrix product (the cell is the same for all members)
         extra, w_extra = rels, w_coord
         if self.cell_decode:
-            extra = torch.cat([rels, self.rel_cell(cell).expand_as(rels)], dim=-1)
+            rel_cell = cell * torch.tensor([full_h, full_w], dtype=cell.dtype, device=cell.device)
+            extra = torch.cat([rels, rel_cell.expand_as(rels)], dim=-1)
             w_extra = torch.cat([w_coord, w_cell], dim=1)
         extra, w_extra = extra.reshape(-1, extra.shape[-1]).to(hidden.dtype), w_extra.t().to(hidden.dtype)
         hidden = hidden.view(-1, hidden.shape[-1])

@@ -298,6 +298,15 @@ def test_output_size(tmp_path, tiny_ckpt, small_rgb, flag, value, size):
     assert f"wrote {out} ({size[1]}x{size[0]} px, 8-bit RGB)" in proc.stdout
 
 
+@pytest.mark.slow
+def test_compile_writes_the_same_image(tmp_path, tiny_ckpt, small_rgb):
+    demo('--input', small_rgb, '--output', tmp_path / 'eager.png', '--model', tiny_ckpt, '--scale', 3, '--tile', 8)
+    proc = demo('--input', small_rgb, '--output', tmp_path / 'compiled.png', '--model', tiny_ckpt, '--scale', 3,
+                '--tile', 8, '--compile')
+    assert 'warning' not in proc.stderr
+    assert np.array_equal(np.asarray(Image.open(tmp_path / 'compiled.png')), np.asarray(Image.open(tmp_path / 'eager.png')))
+
+
 def test_16_bit_to_jpeg_falls_back_to_8_bit_with_a_warning(tmp_path, tiny_ckpt):
     src = tmp_path / 'in16.png'
     png16(src, np.full((6, 5, 3), 40000, np.uint16))

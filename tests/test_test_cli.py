@@ -45,6 +45,16 @@ def test_bf16_stays_within_a_hundredth_of_a_db_on_set5_x2():
 
 
 @pytest.mark.slow
+def test_compiled_decoder_gives_the_official_number():
+    need(OFFICIAL_CKPT)
+    need(os.path.join(DATA, 'benchmark', 'Set5'))
+    proc = run_test('--config', 'configs/test/test-set5-4.yaml', '--model', OFFICIAL_CKPT, '--load-dir', DATA,
+                    '--compile')
+    assert abs(result_of(proc) - 32.2375) <= 1e-3
+    assert 'compiled decoder' in proc.stdout
+
+
+@pytest.mark.slow
 def test_set14_x2_equals_the_official_number():
     need(OFFICIAL_CKPT)
     need(os.path.join(DATA, 'benchmark', 'Set14'))

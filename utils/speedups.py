@@ -82,3 +82,15 @@ class SpeedUps:
         """Mark a new iteration, so CUDA-graph outputs of the last one may be overwritten."""
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
+
+
+def compile_decoder(model, device):
+    """test.py's and demo.py's --compile: the model's queries run through torch.compile (the
+    encoder runs once per tile and stays eager). Returns why it is off, or None when on."""
+    why = compile_unsupported(device)
+    if why is None and not hasattr(model, 'compile_decoder'):
+        why = f'{type(model).__name__} has no compilable decoder'
+    if why:
+        return f'--compile: off ({why})'
+    model.compile_decoder()
+    return None
