@@ -22,9 +22,9 @@ from tqdm import tqdm
 
 from utils.errors import first_line
 from utils.files import atomic_write
+from utils.image import image_files
 from utils.imresize import imresize, modcrop
 
-EXTENSIONS = ('.png', '.bmp', '.jpg', '.jpeg', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 TO_MODE = {'L': 'L', '1': 'L', 'LA': 'L', 'RGB': 'RGB', 'RGBA': 'RGB', 'P': 'RGB', 'PA': 'RGB', 'CMYK': 'RGB', 'YCbCr': 'RGB'}
 
 
@@ -67,10 +67,9 @@ def main(argv=None):
         scales = [parse_scale(s) for s in args.scales]
         if not os.path.isdir(args.hr):
             raise Fail(f"HR folder not found: {args.hr}")
-        names = sorted(n for n in os.listdir(args.hr) if n.lower().endswith(EXTENSIONS)
-                       and os.path.isfile(os.path.join(args.hr, n)))
+        names = [os.path.basename(path) for path in image_files(args.hr)]
         if not names:
-            raise Fail(f"no images ({', '.join(EXTENSIONS)}) in {args.hr}")
+            raise Fail(f"no image files in {args.hr}")
         stems = [os.path.splitext(n)[0] for n in names]
         dup = next((s for s in stems if stems.count(s) > 1), None)
         if dup is not None:

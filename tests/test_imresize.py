@@ -80,6 +80,10 @@ def test_make_lr_errors(tmp_path):
     assert r.returncode == 2 and r.stderr.count('\n') == 1
     assert r.stderr.startswith('make_lr.py: error:') and 'broken.png' in r.stderr
     assert not (tmp_path / 'o' / 'X2' / 'brokenx2.png').exists()
+    (tmp_path / 'empty').mkdir()
+    (tmp_path / 'empty' / 'notes.txt').write_text('not an image')
+    r = run_script('--hr', 'empty', '--out', 'o', cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip() == 'make_lr.py: error: no image files in empty'
 
 
 @pytest.mark.parametrize('scale', ['1', '2.5', '0', '-2', 'x', 'nan'])
