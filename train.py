@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import datasets
-from datasets.device_synthesis import finish_batch
+from datasets.device_synthesis import to_device
 import models
 from utils import dist, rng
 from utils.checkpoint import CheckpointError, load_checkpoint, model_from_spec, save_checkpoint
@@ -143,9 +143,7 @@ def main(args):
         losses, loss_sum, loss_count = [], 0.0, 0
         bar = tqdm(train_loader, desc=f'epoch {epoch}/{epoch_max}', leave=False, disable=not info.is_main)
         for i, batch in enumerate(bar):
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            if lr_on_device:
-                batch = finish_batch(batch, train_set.inp_size)
+            batch = to_device(batch, device, train_set.inp_size if lr_on_device else None)
             inp, gt = norm.normalise(batch)
             speed.step_begin()
             with autocast(device, precision):

@@ -10,7 +10,8 @@ Part 1 (speed) decodes an x4 image (default 128x128 -> 512x512, 262,144 queries)
 query chunk); the encoder alone is timed separately, and decoder = whole - encoder (for the fast
 form this includes the LR-resolution first-layer map that gen_feat builds). Figures are medians
 over `--repeats` runs after one warm-up run. `--compile` adds the fast form with its query
-function compiled by torch.compile (bf16), timed after two warm-up runs.
+function compiled (`compile_decoder`, as test.py and demo.py --compile) in bf16, timed after two
+warm-up runs.
 
 Part 2 (memory) runs `models.upscale.upscale` once per input size, each in a fresh subprocess:
 peak RSS (on a GPU: peak allocated GPU memory) during the run minus the level after imports, model
@@ -40,12 +41,12 @@ from utils.device import autocast  # noqa: E402
 
 # --- part 1: speed --------------------------------------------------------------------------
 
-def decode_once(model, query, inp, coord, cell, chunk):
+def decode_once(model, inp, coord, cell, chunk):
     """One whole decode; returns (prediction (B, Q, 3) float32, seconds)."""
     sync(inp.device)
     t0 = time.perf_counter()
     model.gen_feat(inp)
-    preds = torch.cat([query(coord[:, i:i + chunk], cell[:, i:i + chunk])
+    preds = torch.cat([model.query_rgb(coord[:, i:i + chunk], cell[:, i:i + chunk])
                        for i in range(0, coord.shape[1], chunk)], dim=1).float()
     sync(inp.device)
     return preds, time.perf_counter() - t0
@@ -61,13 +62,14 @@ def time_encoder(model, inp):
 
 def time_case(model, inp, coord, cell, chunk, form, precision, repeats, compiled=False):
     model.decoder = form
-    query = torch.compile(model.query_rgb) if compiled else model.query_rgb
+    if compiled:
+        model.compile_decoder()  # as test.py and demo.py --compile
     with torch.no_grad(), autocast(inp.device, precision):
         for _ in range(2 if compiled else 1):  # warm-up (compiling: full chunks, then the last one)
-            pred, _ = decode_once(model, query, inp, coord, cell, chunk)
-        whole = [decode_once(model, query, inp, coord, cell, chunk)[1] for _ in range(repeats)]
+            pred, _ = decode_once(model, inp, coord, cell, chunk)
+        whole = [decode_once(model, inp, coord, cell, chunk)[1] for _ in range(repeats)]
         enc = statistics.median(time_encoder(model, inp) for _ in range(repeats))
-    model.decoder = 'fast'
+    model.decoder, model.compiled_query = 'fast', None
     whole = statistics.median(whole)
     return {'pred': pred, 'encoder': enc, 'decoder': whole - enc, 'whole': whole}
 

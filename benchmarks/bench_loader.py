@@ -16,8 +16,8 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
-from common import paper_training_set, print_device  # also puts the repo on sys.path
-from datasets.device_synthesis import finish_batch  # noqa: E402
+from common import paper_training_set, print_device, sync  # also puts the repo on sys.path
+from datasets.device_synthesis import to_device  # noqa: E402
 
 
 def rate(dataset, workers, batch, batches, device, hr_only):
@@ -28,12 +28,8 @@ def rate(dataset, workers, batch, batches, device, hr_only):
     next(it)  # workers started and warm
     start, n = time.perf_counter(), 0
     for _ in range(batches):
-        b = {k: v.to(device, non_blocking=True) for k, v in next(it).items()}
-        if hr_only:
-            b = finish_batch(b, dataset.inp_size)
-        n += b['inp'].shape[0]
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
+        n += to_device(next(it), device, dataset.inp_size if hr_only else None)['inp'].shape[0]
+    sync(device)
     return n / (time.perf_counter() - start)
 
 

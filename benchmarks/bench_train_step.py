@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from common import SPEC, fmt_s, median_time, paper_training_set, print_device  # also puts the repo on sys.path
+from common import SPEC, fmt_s, median_time, paper_training_set, print_device, sync  # also puts the repo on sys.path
 import models  # noqa: E402
-from datasets.device_synthesis import finish_batch  # noqa: E402
+from datasets.device_synthesis import to_device  # noqa: E402
 from utils.device import autocast  # noqa: E402
 from utils.speedups import SpeedUps  # noqa: E402
 
@@ -40,7 +40,7 @@ def synthetic_batch(batch, inp_size, sample_q, device, seed=0):
 
 
 def make_trainer(form, device, speed):
-    """(step(batch), model): a fresh EDSR-baseline-LIIF with Adam, as train.py sets it up."""
+    """step(batch, precision) of a fresh EDSR-baseline-LIIF with Adam, set up as train.py does."""
     torch.manual_seed(0)
     core = speed.prepare(models.make(SPEC).to(device).train())
     core.decoder = form
@@ -67,20 +67,15 @@ def pipeline_time(step, precision, args, device):
     batches = iter(loader)
 
     def fed_step():
-        b = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
-        if dataset.hr_only:
-            b = finish_batch(b, dataset.inp_size)
-        step({'inp': b['inp'], 'coord': b['coord'], 'cell': b['cell'], 'gt': b['gt']}, precision)
+        step(to_device(next(batches), device, dataset.inp_size if dataset.hr_only else None), precision)
 
     for _ in range(WARMUP_COMPILED):
         fed_step()
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(args.steps):
         fed_step()
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
+    sync(device)
     return (time.perf_counter() - t0) / args.steps, len(dataset.dataset.files)
 
 

@@ -11,6 +11,7 @@ if REPO not in sys.path:
 
 import torch  # noqa: E402
 
+import datasets  # noqa: E402
 import models  # noqa: E402
 from utils.checkpoint import load_model  # noqa: E402
 
@@ -92,7 +93,6 @@ def median_time(fn, repeats, device=CPU, warmup=1):
 def paper_training_set(root, inp_size=48, sample_q=2304, repeat=100):
     """The paper's training wrapper (by default 48x48 LR, scale U(1, 4), augmentation, 2304
     queries) over the images of `root`, decoded into memory as for training."""
-    import datasets
     inner = datasets.make({'name': 'image-folder', 'args': {'root_path': root, 'cache': 'in_memory', 'repeat': repeat}})
     return datasets.make({'name': 'sr-implicit-downsampled', 'args': {
         'inp_size': inp_size, 'scale_max': 4, 'augment': True, 'sample_q': sample_q}}, args={'dataset': inner})

@@ -11,6 +11,12 @@ import torch
 from utils.pil_resize import pil_bicubic_batch
 
 
+def to_device(batch, device, inp_size=None):
+    """A collated batch moved to `device`; with `inp_size`, an HR-only batch finished there."""
+    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    return finish_batch(batch, inp_size) if inp_size else batch
+
+
 def finish_batch(batch, inp_size):
     """{'hr' (B, S, S, 3) uint8, 'hr_size' (B,), 'flips' (B, 3) bool, 'keep' (B, Q)} on the device
     -> {'inp' (B, 3, inp, inp), 'coord' (B, Q, 2), 'cell' (B, Q, 2), 'gt' (B, Q, 3)}, as the CPU path."""
