@@ -1,9 +1,10 @@
-"""Upscale an image (or a folder of images) to any scale or size with a LIIF checkpoint.
+"""Upscale an image (or a folder of images) to any scale or size with a LIIF checkpoint
+(by default the project's own EDSR-baseline-LIIF, save/pretrained/edsr-baseline-liif.pth).
 
-    python demo.py --input photo.png --output photo-x4.png --model CKPT --scale 4
-    python demo.py --input photo.png --output big.png --model CKPT --scale 2,3.5      (height, width)
-    python demo.py --input photo.png --output hd.png --model CKPT --resolution 1080,1920
-    python demo.py --input photos/ --output upscaled/ --model CKPT --scale 4
+    python demo.py --input photo.png --output photo-x4.png --scale 4
+    python demo.py --input photo.png --output big.png --scale 2,3.5      (height, width)
+    python demo.py --input photo.png --output hd.png --resolution 1080,1920
+    python demo.py --input photos/ --output upscaled/ --scale 4 --model CKPT
 """
 import argparse
 import math
@@ -22,6 +23,7 @@ from utils.image import OUTPUT_FORMATS, ImageError, image_files, read_image, wri
 from utils.speedups import compile_decoder
 
 PROG = 'demo.py'
+DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'save', 'pretrained', 'edsr-baseline-liif.pth')
 MAX_SIDE = 32768            # output pixels per side
 MAX_PIXELS = 1 << 28        # output pixels in all (268 Mpx, about 3 GiB as float32 RGB)
 PROGRESS_PIXELS = 1_000_000  # show a progress bar for outputs larger than this
@@ -109,7 +111,9 @@ def build_parser():
                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--input', required=True, metavar='PATH', help="an image file, or a folder of images")
     p.add_argument('--output', metavar='PATH', help="output file (a folder when --input is a folder); see below")
-    p.add_argument('--model', required=True, metavar='CKPT', help="checkpoint file ({'model': {'name', 'args', 'sd'}})")
+    p.add_argument('--model', default=DEFAULT_MODEL, metavar='CKPT',
+                   help="checkpoint file ({'model': {'name', 'args', 'sd'}}; default: the shipped "
+                        "save/pretrained/edsr-baseline-liif.pth, see its README.md)")
     size = p.add_mutually_exclusive_group(required=True)
     size.add_argument('--scale', type=parse_scale, metavar='S|SY,SX',
                       help="upscaling factor: S (e.g. 2.5) or per axis SY,SX (height, width; e.g. 2,3.5)")

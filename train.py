@@ -53,6 +53,7 @@ def parse_args():
     p.add_argument('--time-limit', type=parse_duration, metavar='T',
                    help="stop after the last epoch that ends within T (e.g. 540, 9m, 2h) from the start; "
                         "--resume continues the run (for time-limited jobs)")
+    p.add_argument('--stop-after', type=int, metavar='EPOCH', help='stop after this epoch; --resume continues the run')
     return p.parse_args()
 
 
@@ -96,7 +97,7 @@ def main(args):
     model_spec = ckpt['model'] if ckpt else get_key(cfg, 'model')
     model = speed.prepare((model_from_spec(model_spec, source=start) if ckpt else models.make(model_spec)).to(device))
     optimizer = make_optimizer(model.parameters(), get_key(cfg, 'optimizer'))
-    scheduler = make_scheduler(optimizer, cfg.get('multi_step_lr'))
+    scheduler, lr_per_iteration = make_scheduler(optimizer, cfg, len(train_loader))
     ema = EMA(model, get_key(cfg, 'ema.decay')) if cfg.get('ema') else None
     epoch_start, iteration, best = 1, 0, -math.inf
     if ckpt:
@@ -108,10 +109,10 @@ def main(args):
         if scheduler is not None:
             if 'scheduler' in ckpt:
                 scheduler.load_state_dict(ckpt['scheduler'])
-            else:  # an official checkpoint: replay the schedule up to its epoch
+            else:  # an official checkpoint: replay the schedule up to where it stopped
                 with warnings.catch_warnings():  # "step() before optimizer.step()": intended here
                     warnings.simplefilter('ignore')
-                    for _ in range(epoch_start - 1):
+                    for _ in range(iteration if lr_per_iteration else epoch_start - 1):
                         scheduler.step()
         if ema is not None and 'ema' in ckpt:
             ema.load_state_dict(ckpt['ema'])
@@ -154,6 +155,8 @@ def main(args):
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
+            if lr_per_iteration:
+                scheduler.step()
             if ema is not None:
                 ema.update(core)
             iteration += 1
@@ -162,7 +165,7 @@ def main(args):
                 values = check_finite(losses, iteration, epoch, save_path, info)
                 loss_sum, loss_count, losses = loss_sum + sum(values), loss_count + len(values), []
                 bar.set_postfix(loss=f'{loss_sum / loss_count:.4f}', refresh=False)
-        if scheduler is not None:
+        if scheduler is not None and not lr_per_iteration:
             scheduler.step()
         its = batches / (time.time() - t0)
         line = f"epoch {epoch}/{epoch_max}, lr {lr:.3e}, train loss {loss_sum / max(loss_count, 1):.4f}, {its:.2f} it/s"
@@ -202,6 +205,9 @@ def main(args):
             save_checkpoint(os.path.join(save_path, 'epoch-last.pth'), model_spec, core, **state)
             if epoch_save and epoch % epoch_save == 0:
                 save_checkpoint(os.path.join(save_path, f'epoch-{epoch}.pth'), model_spec, core, **state)
+        if epoch < epoch_max and args.stop_after and epoch >= args.stop_after:
+            log.log(f"stopped after epoch {epoch}/{epoch_max} (--stop-after); --resume continues")
+            break
         if epoch < epoch_max and time_limit.reached(time.time() - t0):
             log.log(f"time limit: stopped after epoch {epoch}/{epoch_max}, {time.time() - start_time:.0f} s from the "
                     f"start (another epoch would end past the limit); --resume continues")

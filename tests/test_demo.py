@@ -487,3 +487,17 @@ def test_alpha_edges_stay_sensible_with_official_weights(tmp_path):
     reference = np.asarray(Image.fromarray(alpha).resize((96, 80), Image.Resampling.BICUBIC))
     assert psnr(a, reference) > 30
     assert a[40, 48] == 255 and a[0, 0] == 0 and a[-1, -1] == 0
+
+
+def test_readme_first_command_uses_the_shipped_weights_and_beats_bicubic(tmp_path):
+    """No --model: save/pretrained/edsr-baseline-liif.pth, on the held-aside quickstart photo
+    (its MATLAB-bicubic x4 LR, both shipped); measured 27.62 dB on RGB against PIL bicubic's 25.80 dB."""
+    folder = os.path.join(REPO, 'load', 'quickstart', 'val')
+    out = tmp_path / 'coffee-x4.png'
+    demo('--input', os.path.join(folder, 'LR_bicubic', 'X4', 'coffeex4.png'), '--scale', 4, '--output', out)
+    with Image.open(os.path.join(folder, 'HR', 'coffee.png')) as hr, Image.open(out) as sr:
+        hr = hr.convert('RGB')
+        assert sr.size == hr.size == (600, 400)
+        with Image.open(os.path.join(folder, 'LR_bicubic', 'X4', 'coffeex4.png')) as lr:
+            bicubic = lr.convert('RGB').resize(hr.size, Image.BICUBIC)
+        assert psnr(sr, hr) > psnr(bicubic, hr) + 1.0, (psnr(sr, hr), psnr(bicubic, hr))
