@@ -23,7 +23,7 @@ def finish_batch(batch, inp_size):
     hr = batch['hr'].permute(0, 3, 1, 2)
     size = batch['hr_size']
     sizes = torch.stack([size, size], dim=1)
-    lr = pil_bicubic_batch(hr, sizes.cpu(), (inp_size, inp_size)).float().div_(255)
+    lr = to_unit(pil_bicubic_batch(hr, sizes.cpu(), (inp_size, inp_size)))
     hflip, vflip, dflip = batch['flips'].unbind(1)
     lr = flip_batch(lr, hflip, vflip, dflip)
 
@@ -38,7 +38,7 @@ def finish_batch(batch, inp_size):
     B, Q = keep.shape
     flat = hr.flatten(2)                                     # (B, 3, Smax * Smax)
     index = (a * hr.shape[-1] + b).unsqueeze(1).expand(B, 3, Q)
-    gt = flat.gather(2, index).float().div_(255).transpose(1, 2)
+    gt = to_unit(flat.gather(2, index)).transpose(1, 2)
 
     # pixel centres as utils.coords.coord_seq computes them: (-1 + 1/S) + (2/S) * i in float32
     S_f = S.double()
@@ -46,6 +46,15 @@ def finish_batch(batch, inp_size):
     coord = torch.stack([step * r.float() + base, step * c.float() + base], dim=-1)
     cell = (2 / S_f).float().unsqueeze(-1).expand(B, Q, 2).contiguous()
     return {'inp': lr, 'coord': coord, 'cell': cell, 'gt': gt.contiguous()}
+
+
+def to_unit(x):
+    """uint8 -> float32 k / 255 as the CPU path divides. CUDA divides by a scalar as a product
+    with its reciprocal, 1 ulp off for most k (seen on an H200), so look the values up instead."""
+    return UNIT.to(x.device)[x.long()]
+
+
+UNIT = torch.arange(256, dtype=torch.float32) / 255
 
 
 def flip_batch(x, hflip, vflip, dflip):

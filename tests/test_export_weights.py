@@ -56,3 +56,14 @@ def test_ema_weights_are_exported_unless_no_ema(tmp_path, tiny_ckpt):
     bad = export(tmp_path / 'missing.pth', tmp_path / 'x.pth')
     assert bad.returncode == 2 and 'missing.pth: no such checkpoint file' in bad.stderr
     assert not (tmp_path / 'x.pth').exists()
+
+
+def test_shipped_weights_are_weights_only_in_the_official_format_under_7_mb():
+    path = os.path.join(REPO, 'save', 'pretrained', 'edsr-baseline-liif.pth')
+    assert os.path.getsize(path) < 7e6
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt.keys() == {'model'} and ckpt['model'].keys() == {'name', 'args', 'sd'}
+    assert ckpt['model']['name'] == 'liif'
+    assert all(v.dtype == torch.float32 for v in ckpt['model']['sd'].values() if v.is_floating_point())
+    model = load_model(path)  # strict: every official parameter name is there
+    assert sum(p.numel() for p in model.parameters()) == 1_567_323

@@ -1,4 +1,5 @@
 import itertools
+import os
 
 import imageio.v3 as iio
 import pytest
@@ -9,7 +10,7 @@ from models.upscale import receptive_radius, upscale
 from utils.checkpoint import load_model
 from utils.coords import make_coord
 from utils.metrics import psnr
-from shared import DATA, OFFICIAL_CKPT, need
+from shared import DATA, OFFICIAL_CKPT, REPO, need
 
 
 def tiny_encoder(name='edsr-baseline'):
@@ -177,8 +178,15 @@ def read(path):
     return torch.from_numpy(iio.imread(path)).permute(2, 0, 1).float() / 255
 
 
-def test_official_checkpoint_loads_strictly_and_reproduces_set5_x4():
-    model = load_model(need(OFFICIAL_CKPT))
+SHIPPED_CKPT = os.path.join(REPO, 'save', 'pretrained', 'edsr-baseline-liif.pth')
+
+
+@pytest.mark.parametrize('path, expected', [
+    (OFFICIAL_CKPT, 32.2375),  # the official implementation's mean on Set5 x4
+    (SHIPPED_CKPT, 31.8343),   # the shipped weights, as their model card reports
+], ids=['official', 'shipped'])
+def test_checkpoint_loads_strictly_and_reproduces_its_set5_x4(path, expected):
+    model = load_model(need(path))
     assert isinstance(model, models.liif.LIIF)
     values = []
     for name in ('baby', 'bird', 'butterfly', 'head', 'woman'):
@@ -186,9 +194,8 @@ def test_official_checkpoint_loads_strictly_and_reproduces_set5_x4():
         hr = read(need(f'{DATA}/benchmark/Set5/HR/{name}.png'))
         hr = hr[:, :lr.shape[1] * 4, :lr.shape[2] * 4]
         values.append(psnr(upscale(model, lr, hr.shape[-2:]), hr, shave=4, y_channel=True))
-    assert min(values) >= 28 and values[1] >= 30, values  # bird
-    # the official implementation's mean on Set5 x4 is 32.2375 dB
-    assert abs(sum(values) / len(values) - 32.2375) < 1e-3, values
+    assert min(values) >= 27 and values[1] >= 30, values  # bird; butterfly is the hardest (27.9 shipped)
+    assert abs(sum(values) / len(values) - expected) < 1e-3, values
 
 
 @pytest.mark.parametrize('shape, kwargs, message', [((1, 8, 8), {}, r'one RGB image.*\(1, 8, 8\)'),
