@@ -16,10 +16,10 @@ import torch
 from tqdm import tqdm
 
 from models.upscale import upscale, upscale_image
-from utils.checkpoint import CheckpointError, load_model
-from utils.errors import first_line
-from utils.device import DeviceError, autocast, resolve_device
-from utils.image import OUTPUT_FORMATS, ImageError, image_files, read_image, writable_kind, write_image
+from models.checkpoint import CheckpointError, load_model
+from utils.errors import UserError, first_line
+from utils.device import autocast, resolve_device
+from utils.image import OUTPUT_FORMATS, image_files, read_image, writable_kind, write_image
 from utils.speedups import compile_decoder
 
 PROG = 'demo.py'
@@ -43,10 +43,6 @@ output size:
   round(h * sy) x round(w * sx) (halves round up) for --scale, exactly H x W for --resolution;
   at most {MAX_SIDE} px per side and {MAX_PIXELS} px ({MAX_PIXELS / 1e6:.0f} Mpx) in all.
 """
-
-
-class UserError(Exception):
-    """A problem with what the user asked for; reported as one line, no traceback."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -233,10 +229,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (UserError, ImageError, DeviceError) as e:
-        fail(e)
     except CheckpointError as e:
         fail(f"--model {e}")  # the message starts with the checkpoint's path
+    except UserError as e:
+        fail(e)
     except torch.OutOfMemoryError:
         fail(f"out of memory on {args.device}: try a smaller --tile or a smaller output")
     except KeyboardInterrupt:

@@ -19,23 +19,22 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-import datasets
 from datasets.device_synthesis import to_device
+from datasets.loading import make_loader, make_sr_dataset, use_lr_on_device
 import models
+from models.checkpoint import load_checkpoint, model_from_spec, save_checkpoint
+from models.evaluate import preview, sampled_psnr, score_image
 from utils import dist, rng
-from utils.checkpoint import CheckpointError, load_checkpoint, model_from_spec, save_checkpoint
 from utils.config import ConfigError, get_key, load_config
-from utils.device import DeviceError, autocast, resolve_device
+from utils.device import autocast, resolve_device
 from utils.ema import EMA
-from utils.errors import message
+from utils.errors import UserError, message
 from utils.files import atomic_write
 from utils.data_norm import DataNorm
-from utils.evaluate import sampled_psnr, score_image
 from utils.logger import RunLogger
 from utils.optim import make_optimizer, make_scheduler
 from utils.speedups import SpeedUps
-from utils.training import (RunError, check_finite, make_loader, make_sr_dataset, preview, prepare_run_folder,
-                            parse_duration, restore_rng, TimeLimit, use_lr_on_device)
+from utils.training import TimeLimit, check_finite, parse_duration, prepare_run_folder, restore_rng
 
 LOSS_CHECK_EVERY = 20   # iterations between loss read-backs (each one waits for the GPU)
 PRECISIONS = ('fp32', 'bf16')  # fp16 would need loss scaling
@@ -221,7 +220,7 @@ if __name__ == '__main__':
     args = parse_args()
     try:
         main(args)
-    except (ConfigError, datasets.DataError, CheckpointError, DeviceError, RunError) as e:
+    except UserError as e:
         print(f"train.py: error: {message(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -21,9 +21,9 @@ if REPO not in sys.path:
 
 import torch  # noqa: E402
 
-from utils.checkpoint import load_model  # noqa: E402
+from models.checkpoint import load_model  # noqa: E402
 from utils.device import resolve_device  # noqa: E402
-from utils.suite import CONFIG_DIR, run_config  # noqa: E402
+from test import CONFIG_DIR, run_config  # noqa: E402
 
 
 def main():

@@ -13,7 +13,7 @@ import torch  # noqa: E402
 
 import datasets  # noqa: E402
 import models  # noqa: E402
-from utils.checkpoint import load_model  # noqa: E402
+from models.checkpoint import load_model  # noqa: E402
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(REPO), 'shared', 'weights', 'edsr-baseline-liif.pth')
 SPEC = {'name': 'liif', 'args': {

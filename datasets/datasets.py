@@ -1,11 +1,12 @@
 """The data set registry (image folders and the SR wrappers around them), like the models'."""
+from utils.errors import UserError
 from utils.registry import Registry
 
 registry = Registry('dataset')
 register = registry.register
 
 
-class DataError(Exception):
+class DataError(UserError):
     """Data that cannot be used (unreadable file, image too small, ...); one line naming the file."""
 
 

@@ -3,12 +3,12 @@
 With `lr_on_device`, `sr-implicit-downsampled` (with inp_size) serves only what needs the CPU:
 the uint8 HR crop (padded to the largest crop size) and the random draws of the sample (crop
 size, flips, sampled pixel indices), drawn from the same per-sample generator in the same order
-as the CPU path. `finish_batch` then makes the LR (`utils.pil_resize`, Pillow's bicubic bit for
+as the CPU path. `finish_batch` then makes the LR (`datasets.pil_resize`, Pillow's bicubic bit for
 bit), applies the flips and gathers the sampled pixels, coordinates and cells on the device, so
 the batch equals the one the CPU path would have made (a test compares them)."""
 import torch
 
-from utils.pil_resize import pil_bicubic_batch
+from datasets.pil_resize import pil_bicubic_batch
 
 
 def to_device(batch, device, inp_size=None):

@@ -3,12 +3,8 @@ from utils.registry import Registry
 
 registry = Registry('model')
 register = registry.register
-models = registry.entries
 
 
-def make(model_spec, args=None, load_sd=False):
-    """Build a model from `{name, args[, sd]}`; `args` overrides the spec's args."""
-    model = registry.make(model_spec, args)
-    if load_sd:
-        model.load_state_dict(model_spec['sd'])
-    return model
+def make(model_spec, args=None):
+    """Build a model from `{name, args}`; `args` overrides the spec's args."""
+    return registry.make(model_spec, args)

@@ -18,7 +18,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import torch
 
-from utils.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint, model_from_spec
+from models.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint, model_from_spec
+from utils.errors import UserError
 
 
 def export(src, dst, half=False, ema=True):
@@ -46,7 +47,7 @@ def main():
         if os.path.exists(args.output) and not args.overwrite:
             raise CheckpointError(f"{args.output} already exists (--overwrite replaces it; nothing was changed)")
         size, used_ema = export(args.checkpoint, args.output, half=args.half, ema=not args.no_ema)
-    except (CheckpointError, OSError) as e:
+    except (UserError, OSError) as e:
         print(f"export_weights.py: error: {e}", file=sys.stderr)
         sys.exit(2)
     print(f"{args.output}: {size / 1e6:.2f} MB, {'EMA' if used_ema else 'trained'} weights"

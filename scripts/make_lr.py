@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from utils.errors import first_line
+from utils.errors import UserError, first_line
 from utils.files import atomic_write
 from utils.image import image_files
 from utils.imresize import imresize, modcrop
@@ -28,20 +28,16 @@ from utils.imresize import imresize, modcrop
 TO_MODE = {'L': 'L', '1': 'L', 'LA': 'L', 'RGB': 'RGB', 'RGBA': 'RGB', 'P': 'RGB', 'PA': 'RGB', 'CMYK': 'RGB', 'YCbCr': 'RGB'}
 
 
-class Fail(Exception):
-    pass
-
-
 def read_hr(path):
     try:
         with Image.open(path) as im:
             if im.mode not in TO_MODE:
-                raise Fail(f"{path}: unsupported image mode {im.mode} (8-bit grayscale or colour expected)")
+                raise UserError(f"{path}: unsupported image mode {im.mode} (8-bit grayscale or colour expected)")
             return np.asarray(im.convert(TO_MODE[im.mode]) if im.mode != TO_MODE[im.mode] else im)
-    except Fail:
+    except UserError:
         raise
     except Exception as e:
-        raise Fail(f"{path}: cannot read image ({first_line(e)})")
+        raise UserError(f"{path}: cannot read image ({first_line(e)})")
 
 
 def parse_scale(text):
@@ -50,7 +46,7 @@ def parse_scale(text):
     except ValueError:
         value = None
     if value is None or not value.is_integer() or value <= 1:
-        raise Fail(f"scale must be an integer greater than 1, got {text!r}")
+        raise UserError(f"scale must be an integer greater than 1, got {text!r}")
     return int(value)
 
 
@@ -66,14 +62,14 @@ def main(argv=None):
     try:
         scales = [parse_scale(s) for s in args.scales]
         if not os.path.isdir(args.hr):
-            raise Fail(f"HR folder not found: {args.hr}")
+            raise UserError(f"HR folder not found: {args.hr}")
         names = [os.path.basename(path) for path in image_files(args.hr)]
         if not names:
-            raise Fail(f"no image files in {args.hr}")
+            raise UserError(f"no image files in {args.hr}")
         stems = [os.path.splitext(n)[0] for n in names]
         dup = next((s for s in stems if stems.count(s) > 1), None)
         if dup is not None:
-            raise Fail(f"two images named {dup} in {args.hr}")
+            raise UserError(f"two images named {dup} in {args.hr}")
         written = skipped = 0
         for name, stem in zip(tqdm(names, desc='make_lr', unit='img', disable=None), stems):
             src = os.path.join(args.hr, name)
@@ -91,16 +87,16 @@ def main(argv=None):
             for s, dst in todo:
                 hr_s = modcrop(hr, s)
                 if hr_s.shape[0] == 0 or hr_s.shape[1] == 0:
-                    raise Fail(f"{src}: {hr.shape[1]}x{hr.shape[0]} is smaller than scale {s}")
+                    raise UserError(f"{src}: {hr.shape[1]}x{hr.shape[0]} is smaller than scale {s}")
                 lr = imresize(hr_s, scale=1 / s)
                 try:
                     os.makedirs(os.path.dirname(dst), exist_ok=True)
                     atomic_write(dst, lambda f: Image.fromarray(lr).save(f, format='PNG'))
                 except Exception as e:
-                    raise Fail(f"{dst}: cannot write ({first_line(e)})")
+                    raise UserError(f"{dst}: cannot write ({first_line(e)})")
                 written += 1
         print(f"wrote {written} file(s) to {args.out}" + (f", skipped {skipped} existing" if skipped else ''))
-    except Fail as e:
+    except UserError as e:
         print(f"make_lr.py: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -17,7 +17,7 @@ def tiny_ckpt(tmp_path_factory):
     """A checkpoint of a tiny random LIIF (`shared.tiny_liif_spec`), for CLI tests that need any model."""
     import models
     from shared import tiny_liif_spec
-    from utils.checkpoint import save_checkpoint
+    from models.checkpoint import save_checkpoint
     torch.manual_seed(0)
     spec = tiny_liif_spec()
     path = tmp_path_factory.mktemp('ckpt') / 'tiny-liif.pth'

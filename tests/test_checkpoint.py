@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import models
-from utils.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from models.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from shared import OFFICIAL_CKPT, need, tiny_liif_spec
 
 SPEC = tiny_liif_spec()

@@ -1,5 +1,5 @@
 """datasets/: image folders (order, colour modes, caches, errors), the SR wrappers (shapes, crops,
-bicubic LR, augmentation, determinism, errors) and utils/training.py's EpochSampler."""
+bicubic LR, augmentation, determinism, errors) and datasets/loading.py's EpochSampler."""
 import os
 import random
 import time
@@ -14,7 +14,7 @@ from datasets import DataError, wrappers
 from shared import DATA, need
 from utils.coords import make_coord
 from utils.dist import DistInfo
-from utils.training import EpochSampler, make_sr_dataset
+from datasets.loading import EpochSampler, make_sr_dataset
 
 BENCH = os.path.join(DATA, 'benchmark')
 SET5 = ['baby', 'bird', 'butterfly', 'head', 'woman']

@@ -17,7 +17,7 @@ from PIL import Image
 
 import models
 from shared import OFFICIAL_CKPT, REPO, need, tiny_liif_spec as tiny_spec
-from utils.checkpoint import save_checkpoint
+from models.checkpoint import save_checkpoint
 from utils.image import ImageError, read_image, write_image, write_png16
 
 DEMO = os.path.join(REPO, 'demo.py')

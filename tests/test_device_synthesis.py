@@ -7,7 +7,7 @@ from torch.utils.data import default_collate
 
 import datasets
 from datasets.device_synthesis import finish_batch
-from utils.training import use_lr_on_device
+from datasets.loading import use_lr_on_device
 
 
 @pytest.fixture(scope='module')

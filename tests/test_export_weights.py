@@ -6,7 +6,7 @@ import sys
 import torch
 
 from shared import OFFICIAL_CKPT, REPO, need
-from utils.checkpoint import load_model
+from models.checkpoint import load_model
 
 
 def export(*args):

@@ -7,7 +7,7 @@ import torch
 
 import models
 from models.upscale import receptive_radius, upscale
-from utils.checkpoint import load_model
+from models.checkpoint import load_model
 from utils.coords import make_coord
 from utils.metrics import psnr
 from shared import DATA, OFFICIAL_CKPT, REPO, need

@@ -1,4 +1,4 @@
-"""utils/pil_resize.py against the installed Pillow: the same uint8 pixels, bit for bit."""
+"""datasets/pil_resize.py against the installed Pillow: the same uint8 pixels, bit for bit."""
 import os
 
 import numpy as np
@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from shared import DATA, need
-from utils.pil_resize import (PRECISION_BITS, _resize, pil_bicubic, pil_bicubic_batch, resize_weights,
+from datasets.pil_resize import (PRECISION_BITS, _resize, pil_bicubic, pil_bicubic_batch, resize_weights,
                               vertical_first)
 
 

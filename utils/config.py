@@ -8,8 +8,10 @@ import os
 
 import yaml
 
+from .errors import UserError
 
-class ConfigError(Exception):
+
+class ConfigError(UserError):
     """A config that cannot be used; the message is one line and names the file or key."""
 
 

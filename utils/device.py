@@ -3,8 +3,10 @@ import contextlib
 
 import torch
 
+from .errors import UserError
 
-class DeviceError(Exception):
+
+class DeviceError(UserError):
     """A device or precision this machine cannot provide; the message is one line."""
 
 

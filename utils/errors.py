@@ -1,4 +1,10 @@
-"""Turning exceptions into the one-line messages the command-line tools print."""
+"""The project's user-facing errors and the one-line messages the command-line tools print."""
+
+
+class UserError(Exception):
+    """Base of every error the user can fix (a config, file, key or value): its message is one
+    line that names the problem. Each CLI catches this class alone and prints
+    `<tool>: error: <message>` with exit code 2; anything else is a bug and shows a traceback."""
 
 
 def first_line(err):

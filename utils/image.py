@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from .errors import first_line
+from .errors import UserError, first_line
 from .files import atomic_write
 
 
@@ -59,7 +59,7 @@ OUTPUT_FORMATS = {
 }
 
 
-class ImageError(Exception):
+class ImageError(UserError):
     """An image that cannot be read or written; the message is one line and names the file."""
 
 

@@ -8,12 +8,12 @@ import pickle
 
 import torch
 
-import models
-from .errors import first_line
-from .files import atomic_write
+from utils.errors import UserError, first_line
+from utils.files import atomic_write
+from .models import make
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint that cannot be used; the message is one line and names the file."""
 
 
@@ -49,7 +49,7 @@ def load_checkpoint(path):
 def model_from_spec(spec, source='checkpoint'):
     """Build the model a checkpoint's 'model' entry describes and load its weights strictly."""
     try:
-        model = models.make({'name': spec['name'], 'args': spec.get('args') or {}})
+        model = make({'name': spec['name'], 'args': spec.get('args') or {}})
     except KeyError as e:
         raise CheckpointError(f"{source}: {e.args[0]}") from None
     except TypeError as e:

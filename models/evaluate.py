@@ -1,4 +1,4 @@
-"""PSNR with the official protocol, for validation during training and for test.py.
+"""Scoring a model with the official protocol, for validation during training and for test.py.
 
 eval_type (official names): 'benchmark-S' -> Y channel, S pixels shaved;
 'div2k-S' -> RGB, 6 + S pixels shaved; None -> RGB, nothing shaved. SSIM is always on Y.
@@ -7,13 +7,14 @@ import math
 import os
 
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
-from models.upscale import upscale
-from .config import ConfigError
-from .device import autocast
-from .image import write_image
-from .metrics import psnr, ssim
+from utils.config import ConfigError
+from utils.device import autocast
+from utils.image import write_image
+from utils.metrics import psnr, ssim
+from .upscale import upscale
 
 
 def parse_eval_type(eval_type):
@@ -86,3 +87,12 @@ def evaluate(model, dataset, eval_type, norm, device, precision='fp32', cell_cli
         if save_dir:
             write_image(os.path.join(save_dir, name + '.png'), sr.cpu())
     return rows
+
+
+@torch.no_grad()
+def preview(model, dataset, norm, device):
+    """LR (nearest-upscaled) | SR | HR side by side, for the first sample of `dataset`."""
+    lr, hr = dataset.pair(0)
+    sr = upscale(model.eval(), lr.to(device), hr.shape[-2:], data_norm=norm.scalars()).cpu()
+    lr_big = F.interpolate(lr[None], size=hr.shape[-2:], mode='nearest')[0]
+    return torch.cat([lr_big, sr, hr], dim=2)

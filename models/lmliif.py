@@ -1,0 +1,286 @@
+"""LM-LIIF: LIIF with a latent-modulated render MLP (He and Jin, "Latent Modulated Function for
+Computational Optimal Continuous Image Representation", CVPR 2024). Parameter names and
+constructor arguments follow the official LMF code, so its checkpoints load strictly.
+
+Data flow:
+  inp (B, 3, h, w) --encoder--> feat (B, C, h, w)
+  once per LR pixel p (the hypernetwork):
+      M_p = hypernet([3x3 neighbourhood of feat at p (9C) || cell * (h, w)])
+          = [scales s_0..s_5 (96) | shifts t_0..t_5 (96) | latent z (16)]
+  per query x and local-ensemble member (the LR pixel p nearest to x nudged half a pixel
+  diagonally, as in LIIF):
+      out = render([z_p || (x - centre_p) * (h, w) || cell * (h, w)], s_p, t_p)
+      (models/lmmlp.py: 20 -> 16 x 6 -> 3, hidden layer l scaled by 1 + s_l and shifted by t_l)
+  the members' outputs are blended by area, as in LIIF.
+So the wide part of the decoder (576 feature inputs) runs at LR resolution; a query costs only
+index gathers and the 20 -> 16 x 6 -> 3 MLP.
+
+The hypernetwork sees the query cell. Cells are uniform per image in every official use, and
+then the modulation map is computed once per (features, cell) and cached. For non-uniform
+cells the official rule is kept: LR pixel p gets the cell of query p of the call (so a call
+needs at least h*w queries, and `forward` applies it to the whole call before chunking).
+
+Decoder forms, as in models/liif.py (`self.decoder`, not a constructor argument):
+- 'fast' (default): the hypernet's first layer is a 3x3 convolution over `feat` plus a cell
+  term (no unfold); the render MLP's first layer latent term, 1 + s and t are tabulated per LR
+  pixel, and a query gathers one table row per member by integer indexing (no grid_sample).
+- 'plain': the equations as written (unfold, grid_sample, render MLP per member): the oracle.
+
+With `cmsr_spec`, `forward` may render through models/cmsr.py instead (see there).
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from utils.coords import coord_seq, make_coord, nearest_index
+from . import cmsr
+from .liif import ENSEMBLE_EPS, grid_rows, sample_nearest
+from .models import make, register
+
+DEFAULT_BSIZE = int(2160 * 3840 * 0.5)  # the official forward's query chunk: half a 4K image
+
+
+@register('lmliif')
+class LMLIIF(nn.Module):
+    def __init__(self, encoder_spec, imnet_spec=None, hypernet_spec=None, local_ensemble=True,
+                 feat_unfold=True, cell_decode=True, mod_input=False, cmsr_spec=None):
+        super().__init__()
+        if imnet_spec is None or hypernet_spec is None:
+            raise ValueError("lmliif needs an imnet_spec (lmmlp) and a hypernet_spec (mlp)")
+        # Variants whose official behaviour LMF.md does not document are refused rather than guessed.
+        if not mod_input:
+            raise NotImplementedError("lmliif: only mod_input=True (the render MLP reads the latent "
+                                      "code made by the hypernet) is implemented")
+        if not cell_decode:
+            raise NotImplementedError("lmliif: only cell_decode=True is implemented")
+        self.local_ensemble = local_ensemble
+        self.feat_unfold = feat_unfold
+        self.cell_decode = cell_decode
+        self.mod_input = mod_input
+        self.cmsr_spec = cmsr_spec
+        self.max_scale = 4  # training's largest scale; CMSR widens cells beyond it (hard-coded officially)
+
+        self.encoder = make(encoder_spec)
+        self.latent_dim = imnet_spec['args']['hidden_dim']
+        imnet = make(imnet_spec, args={'in_dim': self.latent_dim + 2 + 2, 'mod_up_merge': False})
+        self.mod_dim = imnet.mod_dim
+        self.feat_dim = self.encoder.out_dim * (9 if feat_unfold else 1)
+        # constructed before imnet so that the state dict lists encoder, hypernet, imnet as officially
+        self.hypernet = make(hypernet_spec, args={'in_dim': self.feat_dim + 2,
+                                                  'out_dim': self.mod_dim + self.latent_dim})
+        self.imnet = imnet
+        self.decoder = 'fast'  # or 'plain'
+
+    # --- encoder and hypernetwork: once per LR pixel -----------------------------------------
+
+    def gen_feat(self, inp, window=None):
+        """Encode `inp`. `window = (top, left, full_h, full_w)` says that `inp` is the crop of a
+        full_h x full_w image starting at (top, left); queries then use the full image's frame
+        (as in models/liif.py, so that models/upscale.py can decode tile by tile)."""
+        self.feat = self.encoder(inp)
+        h, w = self.feat.shape[-2:]
+        self.window = tuple(window) if window is not None else (0, 0, h, w)
+        # the hypernet's first layer without its cell term: cell-independent, so made here
+        first = self.hypernet.layers[0]
+        k = 3 if self.feat_unfold else 1
+        # unfold's channel-major order (c, ky, kx) is exactly a conv weight's layout
+        w_feat = first.weight[:, :self.feat_dim].reshape(-1, self.feat.shape[1], k, k)
+        self.hyper_pre = grid_rows(F.conv2d(self.feat, w_feat, first.bias, padding=k // 2))
+        self.cache = None  # (hypernet cell, modulation rows, render table) of the last cell seen
+        return self.feat
+
+    def hypernet_cell(self, cell):
+        """The cell input of the hypernet for the current call: (B, 1, 2) if every query of an
+        image has the same cell, else the official per-pixel rule (B, h*w, 2)."""
+        if (cell == cell[:, :1]).all():
+            return cell[:, :1]
+        h, w = self.feat.shape[-2:]
+        if cell.shape[1] < h * w or self.window != (0, 0, h, w):
+            raise ValueError("lmliif: non-uniform cells follow the official rule (LR pixel p uses the "
+                             "cell of query p), which needs a whole image and at least h*w queries")
+        return cell[:, :h * w]
+
+    def modulations(self, hyper_cell):
+        """Hypernet output rows (B*h*w, mod_dim + latent_dim) for this hypernet cell (cached)."""
+        self.update_cache(hyper_cell)
+        return self.cache[1]
+
+    def render_table(self, hyper_cell):
+        """Per-LR-pixel rows of what a query gathers: [W_0 z + b_0 | 1 + s_0..s_5 | t_0..t_5]."""
+        self.update_cache(hyper_cell)
+        return self.cache[2]
+
+    def update_cache(self, hyper_cell):
+        if self.cache is not None and self.cache[0].shape == hyper_cell.shape \
+                and torch.equal(self.cache[0], hyper_cell):
+            return
+        B = self.feat.shape[0]
+        h, w = self.feat.shape[-2:]
+        full_h, full_w = self.window[2:]
+        first = self.hypernet.layers[0]
+        size = torch.tensor([full_h, full_w], dtype=hyper_cell.dtype, device=hyper_cell.device)
+        cell_term = F.linear(hyper_cell * size, first.weight[:, self.feat_dim:])   # (B, 1 or h*w, D)
+        pre = self.hyper_pre.view(B, h * w, -1) + cell_term.to(self.hyper_pre.dtype)
+        mods = self.hypernet.layers[1:](pre.reshape(B * h * w, -1))
+        # the render MLP's first-layer latent term does not depend on the query either
+        layer0 = self.imnet.layers[0]
+        parts = [F.linear(mods[:, self.mod_dim:], layer0.weight[:, :self.latent_dim], layer0.bias)]
+        scales, shifts = self.imnet.split_mods(mods[:, :self.mod_dim])
+        if scales is not None:
+            parts.append(1 + scales.flatten(1))
+        if shifts is not None:
+            parts.append(shifts.flatten(1))
+        self.cache = (hyper_cell.clone(), mods, torch.cat(parts, dim=1))
+
+    def gen_modulations(self, cell):
+        """The modulation map (B, mod_dim + latent_dim, h, w) that queries with `cell` use."""
+        B = self.feat.shape[0]
+        h, w = self.feat.shape[-2:]
+        mods = self.modulations(self.hypernet_cell(cell))
+        return mods.view(B, h, w, -1).permute(0, 3, 1, 2)
+
+    def shift_strength(self, hyper_cell):
+        """Mean |shift modulation| per LR pixel (B, 1, h, w): CMSR's measure of local detail."""
+        _, shifts = self.imnet.split_mods(self.modulations(hyper_cell)[:, :self.mod_dim])
+        if shifts is None:
+            raise ValueError("CMSR needs shift modulations (mod_shift=True)")
+        B = self.feat.shape[0]
+        h, w = self.feat.shape[-2:]
+        return shifts.abs().flatten(1).mean(1).view(B, 1, h, w)
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def query_rgb(self, coord, cell):
+        """coord, cell: (B, Q, 2) -> (B, Q, 3), normalised RGB at `coord` (after gen_feat)."""
+        return self.decode(coord, cell, self.hypernet_cell(cell))
+
+    def forward(self, inp, coord=None, cell=None, bsize=None):
+        """The official forward: encode, then decode all queries in chunks of about `bsize`
+        (numerically irrelevant: queries are independent). Without coord, only encodes."""
+        self.gen_feat(inp)
+        if coord is None:
+            return None
+        hyper_cell = self.hypernet_cell(cell)
+        h, w = self.feat.shape[-2:]
+        if self.cmsr_spec is not None and not self.training and coord.shape[1] > 16 * h * w:
+            return cmsr.render(self, inp, coord, hyper_cell, bsize)
+        return self.batched_decode(coord, cell, hyper_cell, bsize)
+
+    def batched_decode(self, coord, cell, hyper_cell, bsize=None):
+        Q = coord.shape[1]
+        n_chunks = math.ceil(Q / (bsize or DEFAULT_BSIZE))
+        chunk = math.ceil(Q / n_chunks)  # equal chunks, as the official code splits them
+        return torch.cat([self.decode(coord[:, i:i + chunk], cell[:, i:i + chunk], hyper_cell)
+                          for i in range(0, Q, chunk)], dim=1)
+
+    def decode(self, coord, cell, hyper_cell):
+        if self.decoder == 'plain':
+            return self.query_rgb_plain(coord, cell, hyper_cell)
+        return self.query_rgb_fast(coord, cell, hyper_cell)
+
+    def query_rgb_fast(self, coord, cell, hyper_cell=None):
+        """coord, cell: (B, Q, 2) -> (B, Q, 3): gathers from the render table, no grid_sample."""
+        if hyper_cell is None:
+            hyper_cell = self.hypernet_cell(cell)
+        table = self.render_table(hyper_cell)
+        top, left, full_h, full_w = self.window
+        iy, ix, rels = ensemble_members(coord, full_h, full_w, self.local_ensemble)
+        rows = gather_rows(table, iy, ix, top, left, self.feat.shape[-1], self.feat.shape[-2])
+        lead = rows.shape[:-1]  # (members, B, Q)
+        rows = rows.view(-1, rows.shape[-1])
+        hd, depth = self.imnet.hidden_dim, self.imnet.hidden_depth
+        size = torch.tensor([full_h, full_w], dtype=cell.dtype, device=cell.device)
+        extra = torch.cat([rels, (cell * size).expand_as(rels)], dim=-1).view(-1, 4).to(rows.dtype)
+        w_extra = self.imnet.layers[0].weight[:, self.latent_dim:]
+        a = torch.addmm(rows[:, :hd], extra, w_extra.t())  # latent term (tabulated) + coord/cell terms
+        col = hd
+        scales = shifts = None
+        if self.imnet.mod_scale:
+            scales, col = rows[:, col:col + depth * hd], col + depth * hd
+        if self.imnet.mod_shift:
+            shifts = rows[:, col:col + depth * hd]
+        for l, linear in enumerate(self.imnet.hidden_layers()):
+            if l > 0:
+                a = linear(a)
+            part = slice(l * hd, (l + 1) * hd)
+            if scales is not None and shifts is not None:
+                a = torch.addcmul(shifts[:, part], a, scales[:, part])
+            elif scales is not None:
+                a = a * scales[:, part]
+            elif shifts is not None:
+                a = a + shifts[:, part]
+            a = F.relu(a, inplace=True)
+        preds = self.imnet.layers[-1](a).view(*lead, -1)
+        return blend(preds, rels)
+
+    def query_rgb_plain(self, coord, cell, hyper_cell=None):
+        """coord, cell: (B, Q, 2) -> (B, Q, 3), written as the equations: unfold, hypernet on the
+        unfolded features, grid_sample of the modulation map, render MLP per member."""
+        feat = self.feat
+        B, C, h, w = feat.shape
+        if self.window != (0, 0, h, w):
+            raise ValueError("the plain LM-LIIF decoder works on whole feature maps only")
+        if hyper_cell is None:
+            hyper_cell = self.hypernet_cell(cell)
+        size = torch.tensor([h, w], dtype=coord.dtype, device=coord.device)
+        rich = F.unfold(feat, 3, padding=1) if self.feat_unfold else feat.view(B, C, h * w)
+        hyper_in = torch.cat([rich.permute(0, 2, 1), (hyper_cell * size).expand(B, h * w, 2)], dim=-1)
+        mod_map = self.hypernet(hyper_in).permute(0, 2, 1).reshape(B, -1, h, w)
+        feat_coord = make_coord((h, w), flatten=False, device=coord.device)
+        feat_coord = feat_coord.permute(2, 0, 1).unsqueeze(0).expand(B, 2, h, w)
+        shifts = [(-1, -1), (-1, 1), (1, -1), (1, 1)] if self.local_ensemble else [(0, 0)]
+        eps = ENSEMBLE_EPS if self.local_ensemble else 0
+        preds, rels = [], []
+        for vy, vx in shifts:
+            shifted = coord.clone()
+            shifted[..., 0] += vy / h + eps
+            shifted[..., 1] += vx / w + eps
+            shifted.clamp_(-1 + 1e-6, 1 - 1e-6)
+            q_mod = sample_nearest(mod_map, shifted)
+            rel = (coord - sample_nearest(feat_coord, shifted)) * size
+            x = torch.cat([q_mod[..., self.mod_dim:], rel, cell * size], dim=-1)
+            preds.append(self.imnet(x, q_mod[..., :self.mod_dim]))
+            rels.append(rel)
+        return blend(torch.stack(preds), torch.stack(rels))
+
+
+# --- local-ensemble geometry (the same arithmetic as models/liif.py's fast form) ------------
+
+def ensemble_members(coord, full_h, full_w, local_ensemble):
+    """Members of each query (B, Q, 2): row and column indices into the full_h x full_w LR grid
+    (M, B, Q) and the query's offset from that pixel's centre in LR pixels (M, B, Q, 2)."""
+    centres_y = coord_seq(full_h, device=coord.device)
+    centres_x = coord_seq(full_w, device=coord.device)
+    shifts = [(-1, -1), (-1, 1), (1, -1), (1, 1)] if local_ensemble else [(0, 0)]
+    eps = ENSEMBLE_EPS if local_ensemble else 0
+    iy, ix, rel = [], [], []
+    for vy, vx in shifts:
+        # nudged half an LR pixel towards the member, the query's nearest pixel is the member
+        y = (coord[..., 0] + (vy / full_h + eps)).clamp_(-1 + 1e-6, 1 - 1e-6)
+        x = (coord[..., 1] + (vx / full_w + eps)).clamp_(-1 + 1e-6, 1 - 1e-6)
+        iy.append(nearest_index(y, full_h))
+        ix.append(nearest_index(x, full_w))
+        rel.append(torch.stack([(coord[..., 0] - centres_y[iy[-1]]) * full_h,
+                                (coord[..., 1] - centres_x[ix[-1]]) * full_w], dim=-1))
+    return torch.stack(iy), torch.stack(ix), torch.stack(rel)
+
+
+def gather_rows(rows, iy, ix, top, left, w, h):
+    """Rows of a per-pixel table (B*h*w, D) for the h x w window at (top, left), at full-grid
+    indices iy, ix (M, B, Q): (M, B, Q, D)."""
+    B = iy.shape[-2]
+    batch_offset = (torch.arange(B, device=iy.device) * (h * w)).view(B, 1)
+    index = (iy - top) * w + (ix - left) + batch_offset
+    return rows.index_select(0, index.view(-1)).view(*index.shape, -1)
+
+
+def blend(preds, rels):
+    """Members' outputs (M, B, Q, 3), each weighted by the area of the rectangle between the
+    query and the diagonally opposite member's pixel centre."""
+    if len(preds) == 1:
+        return preds[0]
+    areas = (rels[..., 0] * rels[..., 1]).abs() + 1e-9
+    weights = areas.flip(0) / areas.sum(0)  # flip pairs members 0<->3 and 1<->2
+    return (preds * weights.unsqueeze(-1)).sum(0)
