@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from models.upscale import upscale, upscale_image
-from models.checkpoint import CheckpointError, load_model
+from models.checkpoint import OFFICIAL_DATA_NORM, CheckpointError, load_model
 from utils.errors import UserError, first_line
 from utils.device import autocast, resolve_device
 from utils.image import OUTPUT_FORMATS, image_files, read_image, writable_kind, write_image
@@ -205,7 +205,8 @@ def run(args):
         del img
     device = resolve_device(args.device)
     precision = autocast(device, args.precision)
-    model = load_model(args.model, device=device)
+    model, data_norm = load_model(args.model, device=device, with_data_norm=True)
+    data_norm = data_norm or OFFICIAL_DATA_NORM  # the official demo's normalisation
     check_model(model, args.model, device)
     if args.compile and (note := compile_decoder(model, device)):
         warn(note)
@@ -217,7 +218,7 @@ def run(args):
         with torch.no_grad(), precision:
             alpha = img.alpha.to(device) if img.alpha is not None else None
             pixels, alpha = upscale_image(model, img.pixels.to(device), alpha, size, tile=args.tile,
-                                          progress=size[0] * size[1] > PROGRESS_PIXELS)
+                                          data_norm=data_norm, progress=size[0] * size[1] > PROGRESS_PIXELS)
         os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
         alpha = alpha.cpu() if alpha is not None else None
         write_image(dst, pixels.cpu(), alpha, bits=kind.bits, icc_profile=kind.icc_profile)

@@ -59,19 +59,24 @@ def data_paths(cfg):
     return [v for k, v in args.items() if k.startswith('root_path')]
 
 
-def run_config(model, path, device, precision='fp32', cell_clip=None, load_dir='load', save_dir=None, desc='test'):
-    """Per-image rows and the means of one test config."""
+def run_config(model, path, device, precision='fp32', cell_clip=None, load_dir='load', save_dir=None, desc='test',
+               data_norm=None):
+    """Per-image rows and the means of one test config; `data_norm` (sub, div), the checkpoint's
+    own when it records one, replaces the config's."""
     cfg = relocate(load_config(path), load_dir)
     dataset = make_sr_dataset(cfg, 'test_dataset', seed=0)
     eval_type = cfg.get('eval_type')
     parse_eval_type(eval_type)  # a bad eval_type fails before any work
+    if data_norm is not None:
+        sub, div = data_norm
+        cfg['data_norm'] = {part: {'sub': [sub], 'div': [div]} for part in ('inp', 'gt')}
     norm = DataNorm(cfg.get('data_norm'), device)
     rows = evaluate(model, dataset, eval_type, norm, device, precision, cell_clip=cell_clip,
                     save_dir=save_dir, desc=desc)
     return rows, {k: sum(r[k] for r in rows) / len(rows) for k in ('psnr', 'ssim')}
 
 
-def run_suite(model, suite, device, precision='fp32', cell_clip=None, load_dir='load', save_dir=None):
+def run_suite(model, suite, device, precision='fp32', cell_clip=None, load_dir='load', save_dir=None, data_norm=None):
     """Every (set, scale) of the suite whose data exists: (results, per-image rows, skipped)."""
     results, per_image, skipped = [], [], []
     for name, key, scale in SUITES[suite]:
@@ -81,7 +86,8 @@ def run_suite(model, suite, device, precision='fp32', cell_clip=None, load_dir='
             skipped.append(f"{name} x{scale} ({missing[0]} not found)")
             continue
         out = os.path.join(save_dir, name, f'x{scale}') if save_dir else None
-        rows, summary = run_config(model, path, device, precision, cell_clip, load_dir, out, desc=f'{name} x{scale}')
+        rows, summary = run_config(model, path, device, precision, cell_clip, load_dir, out, desc=f'{name} x{scale}',
+                                   data_norm=data_norm)
         results.append({'dataset': name, 'scale': scale, **summary, 'images': len(rows)})
         per_image += [{'dataset': name, 'scale': scale, **row} for row in rows]
         print(f"{name} x{scale}: PSNR {summary['psnr']:.4f} dB, SSIM {summary['ssim']:.4f} ({len(rows)} images)")
@@ -153,13 +159,15 @@ def parse_args():
 
 def main(args):
     device = resolve_device(args.device)
-    model = load_model(args.model, device, ema=not args.no_ema)
+    model, data_norm = load_model(args.model, device, ema=not args.no_ema, with_data_norm=True)
     compile_note = compile_decoder(model, device) if args.compile else None
-    options = dict(device=device, precision=args.precision, cell_clip=args.cell_clip, load_dir=args.load_dir)
+    options = dict(device=device, precision=args.precision, cell_clip=args.cell_clip, load_dir=args.load_dir,
+                   data_norm=data_norm)
     print(PROTOCOL)
     print(f"model {args.model} on {device.type}, {args.precision}"
           + (f", cell clip at x{args.cell_clip:g} (cell of scale {args.cell_clip:g} beyond it)" if args.cell_clip else '')
-          + (', compiled decoder' if args.compile and not compile_note else ''))
+          + (', compiled decoder' if args.compile and not compile_note else '')
+          + (f", data_norm of the checkpoint (sub {data_norm[0]:g}, div {data_norm[1]:g})" if data_norm else ''))
     if compile_note:
         print(compile_note)
     if args.config:

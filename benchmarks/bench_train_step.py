@@ -18,14 +18,14 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from common import SPEC, fmt_s, median_time, paper_training_set, print_device, sync  # also puts the repo on sys.path
 import models  # noqa: E402
 from datasets.device_synthesis import to_device  # noqa: E402
-from utils.device import autocast  # noqa: E402
+from utils.data_norm import DataNorm  # noqa: E402
 from utils.speedups import SpeedUps  # noqa: E402
+from utils.training import train_step  # noqa: E402
 
 WARMUP_COMPILED = 5  # compiling, then recording CUDA graphs, takes the first few calls
 
@@ -40,22 +40,14 @@ def synthetic_batch(batch, inp_size, sample_q, device, seed=0):
 
 
 def make_trainer(form, device, speed):
-    """step(batch, precision) of a fresh EDSR-baseline-LIIF with Adam, set up as train.py does."""
+    """step(batch, precision) of a fresh EDSR-baseline-LIIF with Adam: train.py's training step."""
     torch.manual_seed(0)
     core = speed.prepare(models.make(SPEC).to(device).train())
     core.decoder = form
     model = speed.wrap(core)
     optimizer = torch.optim.Adam(core.parameters(), lr=1e-4)
-
-    def step(batch, precision):
-        speed.step_begin()
-        with autocast(device, precision):
-            pred = model(speed.batch_input((batch['inp'] - 0.5) / 0.5), batch['coord'], batch['cell'])
-        loss = F.l1_loss(pred.float(), (batch['gt'] - 0.5) / 0.5)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step
+    norm = DataNorm({'inp': {'sub': [0.5], 'div': [0.5]}, 'gt': {'sub': [0.5], 'div': [0.5]}}, device)
+    return lambda batch, precision: train_step(model, optimizer, batch, norm, precision, speed)
 
 
 def pipeline_time(step, precision, args, device):

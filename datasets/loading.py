@@ -81,11 +81,13 @@ class EpochSampler(Sampler):
         return len(range(self.info.rank, self.n, self.info.world_size))
 
 
-def make_loader(dataset, spec, info, seed, shuffle, num_workers=None):
-    """A DataLoader over this process's share; spec['batch_size'] is the global batch."""
-    batch = spec.get('batch_size', 1)
+def make_loader(dataset, cfg, key, info, seed, shuffle, num_workers=None):
+    """A DataLoader over this process's share of config entry `key`; its batch_size is the global batch."""
+    batch = cfg[key].get('batch_size', 1)
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise ConfigError(f"{key}.batch_size {batch!r}: expected a positive whole number")
     if batch % info.world_size:
-        raise ConfigError(f"batch_size {batch} cannot be split evenly across {info.world_size} processes")
+        raise ConfigError(f"{key}.batch_size {batch} cannot be split evenly across {info.world_size} processes")
     if num_workers is None:
         num_workers = min(8, (os.cpu_count() or 1) // info.world_size)
     sampler = EpochSampler(len(dataset), info, seed, shuffle=shuffle, pad=shuffle)

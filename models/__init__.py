@@ -1,2 +1,2 @@
 from .models import register, make
-from . import edsr, rdn, mlp, liif, metasr
+from . import edsr, rdn, mlp, liif, metasr, lmmlp, lmliif

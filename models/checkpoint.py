@@ -8,7 +8,8 @@ import pickle
 
 import torch
 
-from utils.errors import UserError, first_line
+from utils.data_norm import DataNorm
+from utils.errors import UserError, first_line, message
 from utils.files import atomic_write
 from .models import make
 
@@ -68,14 +69,27 @@ def model_from_spec(spec, source='checkpoint'):
     return model
 
 
-def load_model(path, device='cpu', ema=True):
+OFFICIAL_DATA_NORM = (0.5, 0.5)  # what the official checkpoints were trained with; they do not record it
+
+
+def load_model(path, device='cpu', ema=True, with_data_norm=False):
     """The model stored in the checkpoint at `path`, in eval mode, on `device`; with `ema`, the
-    averaged weights when the training run kept an EMA of them (train.py's `ema` option)."""
+    averaged weights when the training run kept an EMA of them (train.py's `ema` option). With
+    `with_data_norm`: (model, (sub, div)), the normalisation it was trained with as train.py
+    records it, or (model, None) for checkpoints that do not record it (the official ones, trained
+    with OFFICIAL_DATA_NORM)."""
     ckpt = load_checkpoint(path)
     spec = ckpt['model']
     if ema and isinstance(ckpt.get('ema'), dict) and 'sd' in ckpt['ema']:
         spec = dict(spec, sd=ckpt['ema']['sd'])
-    return model_from_spec(spec, source=path).to(device).eval()
+    model = model_from_spec(spec, source=path).to(device).eval()
+    if not with_data_norm:
+        return model
+    try:
+        norm = DataNorm(ckpt['data_norm'], 'cpu').scalars() if ckpt.get('data_norm') else None
+    except UserError as e:
+        raise CheckpointError(f"{path}: its {message(e)}") from None
+    return model, norm
 
 
 def save_checkpoint(path, model_spec, model, optimizer_spec=None, optimizer=None, epoch=None, **extra):

@@ -19,10 +19,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.coords import coord_seq, make_coord, nearest_index
+from utils.coords import make_coord, nearest_index
+from .local_ensemble import (blend, ensemble_members, ensemble_shifts, gather_rows, grid_rows, sample_nearest,
+                             shifted)
 from .models import make, register
-
-ENSEMBLE_EPS = 1e-6  # nudges shifted queries off latent boundaries, as the official code does
 
 
 @register('liif')
@@ -53,39 +53,6 @@ class LIIF(nn.Module):
         self.latent = self.latent_map() if self.decoder == 'fast' and self.imnet is not None else None
         return self.feat
 
-    def ensemble_shifts(self):
-        """(row, col) shifts, in half latent cells, of the local-ensemble members, and the nudge."""
-        if self.local_ensemble:
-            return [(-1, -1), (-1, 1), (1, -1), (1, 1)], ENSEMBLE_EPS
-        return [(0, 0)], 0
-
-    def members(self, coord, full_h, full_w):
-        """Local-ensemble members of each query (B, Q, 2): the row and column indices into the
-        full_h x full_w latent grid (M, B, Q) and the query's offset from that latent's centre in
-        latent units (M, B, Q, 2). Index arithmetic, no grid_sample."""
-        centres_y = coord_seq(full_h, device=coord.device)
-        centres_x = coord_seq(full_w, device=coord.device)
-        shifts, eps = self.ensemble_shifts()
-        iy, ix, rel = [], [], []
-        for vy, vx in shifts:
-            # shifted by half a latent cell, the query's nearest latent is the member's latent
-            y = (coord[..., 0] + (vy / full_h + eps)).clamp_(-1 + 1e-6, 1 - 1e-6)
-            x = (coord[..., 1] + (vx / full_w + eps)).clamp_(-1 + 1e-6, 1 - 1e-6)
-            iy.append(nearest_index(y, full_h))
-            ix.append(nearest_index(x, full_w))
-            rel.append(torch.stack([(coord[..., 0] - centres_y[iy[-1]]) * full_h,
-                                    (coord[..., 1] - centres_x[ix[-1]]) * full_w], dim=-1))
-        return torch.stack(iy), torch.stack(ix), torch.stack(rel)
-
-    def blend(self, preds, rels):
-        """Members' predictions (M, B, Q, 3), each weighted by the area of the rectangle between
-        the query and the diagonally opposite member's latent."""
-        if len(preds) == 1:
-            return preds[0]
-        areas = (rels[..., 0] * rels[..., 1]).abs() + 1e-9
-        weights = areas.flip(0) / areas.sum(0)  # flip pairs members 0<->3 and 1<->2
-        return (preds * weights.unsqueeze(-1)).sum(0)
-
     def query_rgb(self, coord, cell=None):
         if self.decoder == 'plain':
             return self.query_rgb_plain(coord, cell)
@@ -110,20 +77,17 @@ class LIIF(nn.Module):
             feat = F.unfold(feat, 3, padding=1).view(feat.shape[0], feat.shape[1] * 9, h, w)
         feat_coord = make_coord((h, w), flatten=False, device=coord.device)
         feat_coord = feat_coord.permute(2, 0, 1).unsqueeze(0).expand(feat.shape[0], 2, h, w)
-        shifts, eps = self.ensemble_shifts()
+        shifts, eps = ensemble_shifts(self.local_ensemble)
         size = torch.tensor([h, w], dtype=coord.dtype, device=coord.device)
         preds, rels = [], []
         for vy, vx in shifts:
-            shifted = coord.clone()
-            shifted[..., 0] += vy / h + eps
-            shifted[..., 1] += vx / w + eps
-            shifted.clamp_(-1 + 1e-6, 1 - 1e-6)
-            q_feat = sample_nearest(feat, shifted)
-            rel = (coord - sample_nearest(feat_coord, shifted)) * size
+            near = shifted(coord, vy, vx, h, w, eps)
+            q_feat = sample_nearest(feat, near)
+            rel = (coord - sample_nearest(feat_coord, near)) * size
             inp = [q_feat, rel] + ([cell * size] if self.cell_decode else [])
             preds.append(self.imnet(torch.cat(inp, dim=-1)))
             rels.append(rel)
-        return self.blend(torch.stack(preds), torch.stack(rels))
+        return blend(torch.stack(preds), torch.stack(rels))
 
     # --- fast form: first layer at LR resolution, integer gathers ----------------------------
 
@@ -144,15 +108,6 @@ class LIIF(nn.Module):
         w_feat = w_feat.reshape(w_feat.shape[0], self.feat.shape[1], k, k)
         return grid_rows(F.conv2d(self.feat, w_feat, bias, padding=k // 2))
 
-    def gather(self, rows, iy, ix, top, left):
-        """Rows of a per-latent table (B*h*w, D), laid out like the feature map of the window
-        starting at (top, left), at the full-grid latent indices iy, ix (..., B, Q): (..., B, Q, D)."""
-        h, w = self.feat.shape[-2:]
-        B = iy.shape[-2]
-        batch_offset = (torch.arange(B, device=iy.device) * (h * w)).view(B, 1)
-        index = (iy - top) * w + (ix - left) + batch_offset
-        return rows.index_select(0, index.view(-1)).view(*index.shape, -1)
-
     def query_rgb_fast(self, coord, cell=None):
         """coord, cell: (B, Q, 2) -> (B, Q, 3)."""
         if self.imnet is not None and self.latent is None:
@@ -170,10 +125,10 @@ class LIIF(nn.Module):
         full_h x full_w latent grid."""
         if self.imnet is None:
             iy, ix = nearest_index(coord[..., 0], full_h), nearest_index(coord[..., 1], full_w)
-            return self.gather(grid_rows(self.feat), iy, ix, top, left)
+            return gather_rows(grid_rows(self.feat), iy, ix, top, left, *self.feat.shape[-2:])
         _, w_coord, w_cell, _ = self.first_layer_parts()
-        iy, ix, rels = self.members(coord, full_h, full_w)
-        hidden = self.gather(self.latent, iy, ix, top, left)  # (M, B, Q, hidden)
+        iy, ix, rels = ensemble_members(coord, full_h, full_w, self.local_ensemble)
+        hidden = gather_rows(self.latent, iy, ix, top, left, *self.feat.shape[-2:])  # (M, B, Q, hidden)
         lead = hidden.shape[:-1]
         # the coordinate and cell terms in one matrix product (the cell is the same for all members)
         extra, w_extra = rels, w_coord
@@ -188,15 +143,4 @@ class LIIF(nn.Module):
         else:  # the gathered rows are fresh: add in place, saving a copy
             hidden.addmm_(extra, w_extra)
         preds = self.imnet.layers[1:](hidden).view(*lead, -1)  # all members in one call
-        return self.blend(preds, rels)
-
-
-def grid_rows(grid):
-    """(B, C, h, w) -> (B*h*w, C), contiguous so that gathering rows is fast."""
-    return grid.permute(0, 2, 3, 1).reshape(-1, grid.shape[1]).contiguous()
-
-
-def sample_nearest(grid, coord):
-    """Value of `grid` (B, C, h, w) at the cell nearest to each coord (B, Q, 2): (B, Q, C)."""
-    samples = F.grid_sample(grid, coord.flip(-1).unsqueeze(1), mode='nearest', align_corners=False)
-    return samples[:, :, 0, :].permute(0, 2, 1)
+        return blend(preds, rels)

@@ -34,9 +34,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.coords import coord_seq, make_coord, nearest_index
+from utils.coords import make_coord
 from . import cmsr
-from .liif import ENSEMBLE_EPS, grid_rows, sample_nearest
+from .local_ensemble import (blend, ensemble_members, ensemble_shifts, gather_rows, grid_rows, sample_nearest,
+                             shifted)
 from .models import make, register
 
 DEFAULT_BSIZE = int(2160 * 3840 * 0.5)  # the official forward's query chunk: half a 4K image
@@ -88,7 +89,7 @@ class LMLIIF(nn.Module):
         # unfold's channel-major order (c, ky, kx) is exactly a conv weight's layout
         w_feat = first.weight[:, :self.feat_dim].reshape(-1, self.feat.shape[1], k, k)
         self.hyper_pre = grid_rows(F.conv2d(self.feat, w_feat, first.bias, padding=k // 2))
-        self.cache = None  # (hypernet cell, modulation rows, render table) of the last cell seen
+        self.cache = None  # (hypernet cell, modulation rows, render table, grad mode) of the last cell
         return self.feat
 
     def hypernet_cell(self, cell):
@@ -113,8 +114,11 @@ class LMLIIF(nn.Module):
         return self.cache[2]
 
     def update_cache(self, hyper_cell):
+        # rebuilt for another cell, and when grad mode changed (a table made under no_grad
+        # would silently cut the hypernet out of the graph)
+        grad = torch.is_grad_enabled()
         if self.cache is not None and self.cache[0].shape == hyper_cell.shape \
-                and torch.equal(self.cache[0], hyper_cell):
+                and torch.equal(self.cache[0], hyper_cell) and self.cache[3] == grad:
             return
         B = self.feat.shape[0]
         h, w = self.feat.shape[-2:]
@@ -132,7 +136,7 @@ class LMLIIF(nn.Module):
             parts.append(1 + scales.flatten(1))
         if shifts is not None:
             parts.append(shifts.flatten(1))
-        self.cache = (hyper_cell.clone(), mods, torch.cat(parts, dim=1))
+        self.cache = (hyper_cell.clone(), mods, torch.cat(parts, dim=1), grad)
 
     def gen_modulations(self, cell):
         """The modulation map (B, mod_dim + latent_dim, h, w) that queries with `cell` use."""
@@ -187,7 +191,7 @@ class LMLIIF(nn.Module):
         table = self.render_table(hyper_cell)
         top, left, full_h, full_w = self.window
         iy, ix, rels = ensemble_members(coord, full_h, full_w, self.local_ensemble)
-        rows = gather_rows(table, iy, ix, top, left, self.feat.shape[-1], self.feat.shape[-2])
+        rows = gather_rows(table, iy, ix, top, left, *self.feat.shape[-2:])
         lead = rows.shape[:-1]  # (members, B, Q)
         rows = rows.view(-1, rows.shape[-1])
         hd, depth = self.imnet.hidden_dim, self.imnet.hidden_depth
@@ -230,57 +234,13 @@ class LMLIIF(nn.Module):
         mod_map = self.hypernet(hyper_in).permute(0, 2, 1).reshape(B, -1, h, w)
         feat_coord = make_coord((h, w), flatten=False, device=coord.device)
         feat_coord = feat_coord.permute(2, 0, 1).unsqueeze(0).expand(B, 2, h, w)
-        shifts = [(-1, -1), (-1, 1), (1, -1), (1, 1)] if self.local_ensemble else [(0, 0)]
-        eps = ENSEMBLE_EPS if self.local_ensemble else 0
+        shifts, eps = ensemble_shifts(self.local_ensemble)
         preds, rels = [], []
         for vy, vx in shifts:
-            shifted = coord.clone()
-            shifted[..., 0] += vy / h + eps
-            shifted[..., 1] += vx / w + eps
-            shifted.clamp_(-1 + 1e-6, 1 - 1e-6)
-            q_mod = sample_nearest(mod_map, shifted)
-            rel = (coord - sample_nearest(feat_coord, shifted)) * size
+            near = shifted(coord, vy, vx, h, w, eps)
+            q_mod = sample_nearest(mod_map, near)
+            rel = (coord - sample_nearest(feat_coord, near)) * size
             x = torch.cat([q_mod[..., self.mod_dim:], rel, cell * size], dim=-1)
             preds.append(self.imnet(x, q_mod[..., :self.mod_dim]))
             rels.append(rel)
         return blend(torch.stack(preds), torch.stack(rels))
-
-
-# --- local-ensemble geometry (the same arithmetic as models/liif.py's fast form) ------------
-
-def ensemble_members(coord, full_h, full_w, local_ensemble):
-    """Members of each query (B, Q, 2): row and column indices into the full_h x full_w LR grid
-    (M, B, Q) and the query's offset from that pixel's centre in LR pixels (M, B, Q, 2)."""
-    centres_y = coord_seq(full_h, device=coord.device)
-    centres_x = coord_seq(full_w, device=coord.device)
-    shifts = [(-1, -1), (-1, 1), (1, -1), (1, 1)] if local_ensemble else [(0, 0)]
-    eps = ENSEMBLE_EPS if local_ensemble else 0
-    iy, ix, rel = [], [], []
-    for vy, vx in shifts:
-        # nudged half an LR pixel towards the member, the query's nearest pixel is the member
-        y = (coord[..., 0] + (vy / full_h + eps)).clamp_(-1 + 1e-6, 1 - 1e-6)
-        x = (coord[..., 1] + (vx / full_w + eps)).clamp_(-1 + 1e-6, 1 - 1e-6)
-        iy.append(nearest_index(y, full_h))
-        ix.append(nearest_index(x, full_w))
-        rel.append(torch.stack([(coord[..., 0] - centres_y[iy[-1]]) * full_h,
-                                (coord[..., 1] - centres_x[ix[-1]]) * full_w], dim=-1))
-    return torch.stack(iy), torch.stack(ix), torch.stack(rel)
-
-
-def gather_rows(rows, iy, ix, top, left, w, h):
-    """Rows of a per-pixel table (B*h*w, D) for the h x w window at (top, left), at full-grid
-    indices iy, ix (M, B, Q): (M, B, Q, D)."""
-    B = iy.shape[-2]
-    batch_offset = (torch.arange(B, device=iy.device) * (h * w)).view(B, 1)
-    index = (iy - top) * w + (ix - left) + batch_offset
-    return rows.index_select(0, index.view(-1)).view(*index.shape, -1)
-
-
-def blend(preds, rels):
-    """Members' outputs (M, B, Q, 3), each weighted by the area of the rectangle between the
-    query and the diagonally opposite member's pixel centre."""
-    if len(preds) == 1:
-        return preds[0]
-    areas = (rels[..., 0] * rels[..., 1]).abs() + 1e-9
-    weights = areas.flip(0) / areas.sum(0)  # flip pairs members 0<->3 and 1<->2
-    return (preds * weights.unsqueeze(-1)).sum(0)

@@ -2,7 +2,8 @@
 
     python scripts/export_weights.py save/my-run/epoch-last.pth save/pretrained/my-model.pth [--half] [--no-ema]
 
-The output holds {'model': {'name', 'args', 'sd'}} only: no optimizer, scheduler or random
+The output holds {'model': {'name', 'args', 'sd'}} (and the run's `data_norm`, which demo.py and
+test.py then use, when the checkpoint records it) only: no optimizer, scheduler or random
 states (an EDSR-baseline-LIIF is 6.3 MB in float32). The EMA weights are taken when the run kept
 them, as `demo.py` and `test.py` would use them; `--no-ema` takes the trained ones. `--half`
 stores float16 (loading casts back to float32; check the PSNR it costs with test.py).
@@ -31,7 +32,10 @@ def export(src, dst, half=False, ema=True):
     model_from_spec(dict(spec, sd=sd), source=src)  # the weights must load into their model
     dtype = torch.float16 if half else None
     sd = {k: (v.to(dtype) if dtype and v.is_floating_point() else v).contiguous().clone() for k, v in sd.items()}
-    atomic_torch_save({'model': {'name': spec['name'], 'args': spec.get('args') or {}, 'sd': sd}}, dst)
+    out = {'model': {'name': spec['name'], 'args': spec.get('args') or {}, 'sd': sd}}
+    if ckpt.get('data_norm'):
+        out['data_norm'] = ckpt['data_norm']
+    atomic_torch_save(out, dst)
     return os.path.getsize(dst), use_ema
 
 

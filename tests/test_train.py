@@ -147,17 +147,28 @@ def test_existing_run_folder_is_never_overwritten(tmp_path):
     assert result.returncode != 0 and 'epoch-last.pth not found' in result.stderr
 
 
-def test_nan_loss_stops_with_the_iteration_and_keeps_the_last_checkpoint(tmp_path):
-    args = small_run(first_k=8, epoch_max=1)
-    assert run(train_cmd(tmp_path, 'r', *args)).returncode == 0
-    last = tmp_path / 'r' / 'epoch-last.pth'
-    before = digest(last)
-    # a zero divisor makes every target infinite: the loss of the first new iteration is inf
-    result = run(train_cmd(tmp_path, 'r', *args, '--set', 'epoch_max=2', '--set', 'data_norm.gt.div=[0.0]', '--resume'))
-    assert result.returncode != 0
+@pytest.mark.parametrize('norm, value', [('div=[0.0]', 'inf'), ('sub=[.nan]', 'nan')])
+def test_non_finite_loss_stops_at_its_iteration(tmp_path, norm, value):
+    # a zero divisor makes every target infinite, a NaN one every target NaN
+    result = run(train_cmd(tmp_path, 'r', *small_run(first_k=8, epoch_max=1), '--set', f'data_norm.gt.{norm}'))
+    assert result.returncode == 2 and 'Traceback' not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith('train.py: error: loss is') and 'iteration 2 ' in line and 'epoch 2' in line
-    assert digest(last) == before
+    assert line.startswith(f'train.py: error: loss is {value} at iteration 1 (epoch 1); training stopped, '
+                           f'before any checkpoint was written'), line
+    assert not (tmp_path / 'r' / 'epoch-last.pth').exists()
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_finished_epoch(tmp_path):
+    args = small_run(first_k=8, epoch_max=1)  # one iteration an epoch
+    assert run(train_cmd(tmp_path, 'r', *args)).returncode == 0
+    # an absurd learning rate: the step of epoch 2 makes the weights overflow, the loss of epoch 3 is not finite
+    result = run(train_cmd(tmp_path, 'r', *args, '--set', 'epoch_max=4', '--set', 'optimizer.args.lr=1.e+30', '--resume'))
+    assert result.returncode == 2 and 'Traceback' not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r'train\.py: error: loss is (nan|inf) at iteration 3 \(epoch 3\); training stopped\. '
+                        r'\S+epoch-last\.pth from the last finished epoch is intact .*', line), line
+    last = load(tmp_path / 'r' / 'epoch-last.pth')
+    assert last['epoch'] == 2 and last['iteration'] == 2
 
 
 def make_folder(path, sizes, corrupt=None):
@@ -252,13 +263,12 @@ def test_div2k_config_trains_on_a_folder_of_images(tmp_path):
            '--set', 'train_dataset.dataset.args.repeat=1', '--set', 'train_dataset.batch_size=2',
            '--set', 'train_dataset.dataset.args.cache=in_memory',  # 'decoded' would write beside the shared data
            '--set', f'val_dataset.dataset.args.root_path={val}/HR', '--set', 'val_dataset.dataset.args.repeat=1',
-           '--set', 'val_dataset.dataset.args.first_k=2', '--set', '+val_full.dataset.args.first_k=1',
-           '--set', 'val_full.dataset.args.root_path_1=' + val + '/LR_bicubic/X4',
-           '--set', f'val_full.dataset.args.root_path_2={val}/HR', '--set', 'epoch_max=1', '--set', '+num_workers=0']
+           '--set', 'val_dataset.dataset.args.first_k=2', '--set', 'epoch_max=1', '--set', '+num_workers=0']
     result = run(cmd)
     assert result.returncode == 0, result.stderr[-2000:]
     log = (tmp_path / 'r' / 'log.txt').read_text()
-    assert '1,567,323 parameters' in log and 'benchmark-4 psnr' in log
+    assert '1,567,323 parameters' in log and 'val psnr' in log and 'benchmark-4' not in log  # no test set
+    assert (tmp_path / 'r' / 'epoch-best.pth').exists()
 
 
 def test_lr_on_device_trains_exactly_as_the_cpu_path(tmp_path):
@@ -338,3 +348,119 @@ def test_stop_after_warm_up_then_resume_with_a_longer_schedule_equals_one_run(tm
     lrs = [float(x) for x in re.findall(r'lr ([\d.e-]+)', (tmp_path / 'whole' / 'log.txt').read_text())]
     assert lrs == pytest.approx([5e-4 * f for f in (0.5, 1.0, 0.5)])  # warm-up over 2 iterations, cosine over 4
     assert 'epoch_max: 3' in (tmp_path / 'split' / 'config.yaml').read_text()
+
+
+def quickstart_args(epoch_max=2, repeat=2, extra=()):
+    """The shipped quickstart config on its shipped photos, a few iterations an epoch."""
+    return ['--set', f'epoch_max={epoch_max}', '--set', f'train_dataset.dataset.args.repeat={repeat}',
+            '--set', 'val_dataset.dataset.args.repeat=1', '--set', '+num_workers=0', *extra]
+
+
+def test_resume_applies_a_changed_schedule_and_records_it(tmp_path):
+    args = quickstart_args(epoch_max=3, extra=['--set', 'val_full=null', '--set', 'epoch_val=null'])
+    first = run(train_cmd(tmp_path, 'r', *args, '--stop-after', '1'))
+    assert first.returncode == 0, first.stderr[-2000:]
+    # the config's milestones were [12, 16]; now the lr halves after epoch 1 and the base lr is 2e-4
+    changed = ['--set', 'multi_step_lr.milestones=[1]', '--set', 'optimizer.args.lr=2.e-4']
+    rest = run(train_cmd(tmp_path, 'r', *args, *changed, '--resume'))
+    assert rest.returncode == 0, rest.stderr[-2000:]
+    log = (tmp_path / 'r' / 'log.txt').read_text()
+    assert re.findall(r'epoch (\d)/3, lr ([\d.e-]+)', log) == [('1', '5.000e-04'), ('2', '1.000e-04'), ('3', '1.000e-04')]
+    assert 'config changed on resume: multi_step_lr.milestones: [12, 16] -> [1]' in log
+    assert 'config changed on resume: optimizer.args.lr: 0.0005 -> 0.0002' in log
+    saved = load(tmp_path / 'r' / 'epoch-last.pth')
+    assert saved['config']['multi_step_lr']['milestones'] == [1]
+    assert 'milestones:\n  - 1\n' in (tmp_path / 'r' / 'config.yaml').read_text()
+
+
+@pytest.mark.parametrize('change, key', [
+    ('model.args.imnet_spec.args.hidden_list=[32]', 'model.args.imnet_spec.args.hidden_list'),
+    ('train_dataset.batch_size=4', 'train_dataset.batch_size'),
+    ('data_norm.inp.sub=[0.4]', 'data_norm.inp.sub'),
+])
+def test_resume_refuses_what_cannot_change_and_changes_nothing(tmp_path, change, key):
+    args = quickstart_args(epoch_max=2, extra=['--set', 'val_full=null', '--set', 'epoch_val=null'])
+    first = run(train_cmd(tmp_path, 'r', *args, '--stop-after', '1'))
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = {p.name: digest(p) for p in (tmp_path / 'r').iterdir() if p.is_file()}
+    refused = run(train_cmd(tmp_path, 'r', *args, '--set', change, '--resume'))
+    assert refused.returncode == 2
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('train.py: error: --resume: ' + key), refused.stderr
+    assert 'cannot change within a run' in lines[0]
+    assert {p.name: digest(p) for p in (tmp_path / 'r').iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize('change, message', [
+    ('data_norm.inp.sub=[0.4,0.5,0.5]', 'whole-image evaluation needs one sub and div'),
+    ('train_dataset.batch_size=0', 'train_dataset.batch_size 0: expected a positive whole number'),
+    ('val_dataset.batch_size=0', 'val_dataset.batch_size 0: expected a positive whole number'),
+    ('+eval_bsize=-3', 'eval_bsize -3: expected a positive number of queries'),
+    ('+eval_type=bicubic-4', "eval_type 'bicubic-4': expected benchmark-<scale> or div2k-<scale>"),
+])
+def test_bad_config_values_fail_before_the_run_folder_is_made(tmp_path, change, message):
+    result = run(train_cmd(tmp_path, 'bad', *quickstart_args(epoch_max=1), '--set', change))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / 'bad').exists()
+
+
+def test_eval_type_scores_val_dataset_on_whole_images_and_epoch_best_is_the_best(tmp_path):
+    """The official top-level eval_type / eval_bsize: validation on whole images of val_dataset
+    (here the held-aside quickstart photo at x4, which val_full scores too, so both must agree),
+    in query chunks of eval_bsize; epoch-best.pth holds the epoch of the best val_dataset PSNR."""
+    val = os.path.join('load', 'quickstart', 'val')
+    paired = ('{dataset: {name: paired-image-folders, args: {root_path_1: ' + os.path.join(val, 'LR_bicubic', 'X4')
+              + ', root_path_2: ' + os.path.join(val, 'HR') + '}}, wrapper: {name: sr-implicit-paired}, batch_size: 1}')
+    args = quickstart_args(epoch_max=4, repeat=1, extra=['--set', f'val_dataset={paired}', '--set', '+eval_type=benchmark-4',
+                                                         '--set', '+eval_bsize=1000'])
+    result = run(train_cmd(tmp_path, 'r', *args))
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = (tmp_path / 'r' / 'log.txt').read_text()
+    pairs = [(float(a), float(b)) for a, b in re.findall(r'val psnr ([\d.]+), benchmark-4 psnr ([\d.]+)', log)]
+    assert len(pairs) == 4 and all(a == b for a, b in pairs), log
+    psnrs = [a for a, _ in pairs]
+    best = load(tmp_path / 'r' / 'epoch-best.pth')
+    assert best['epoch'] == psnrs.index(max(psnrs)) + 1 and best['best'] == pytest.approx(max(psnrs), abs=1e-4)
+    assert load(tmp_path / 'r' / 'epoch-last.pth')['best'] == best['best']
+
+
+def test_a_config_without_data_norm_uses_the_official_default_and_its_checkpoint_carries_it(tmp_path):
+    """No data_norm: sub 0 / div 1, as the official train_liif.py and test.py; the checkpoint
+    records it, so demo.py upscales with it (the official checkpoints, which record nothing,
+    keep the official demo's 0.5 / 0.5)."""
+    from models.checkpoint import load_model
+    from models.upscale import upscale
+    args = quickstart_args(epoch_max=1, repeat=1, extra=['--set', 'data_norm=null', '--set', 'val_full=null'])
+    result = run(train_cmd(tmp_path, 'r', *args))
+    assert result.returncode == 0, result.stderr[-2000:]
+    ckpt_path = tmp_path / 'r' / 'epoch-last.pth'
+    assert load(ckpt_path)['data_norm'] == {'inp': {'sub': [0.0], 'div': [1.0]}, 'gt': {'sub': [0.0], 'div': [1.0]}}
+    model, norm = load_model(str(ckpt_path), with_data_norm=True)
+    assert norm == (0.0, 1.0)
+    exported = tmp_path / 'w.pth'
+    assert run([sys.executable, 'scripts/export_weights.py', str(ckpt_path), str(exported)]).returncode == 0
+    assert load_model(str(exported), with_data_norm=True)[1] == (0.0, 1.0)
+
+    src = os.path.join(REPO, 'load', 'quickstart', 'val', 'LR_bicubic', 'X4', 'coffeex4.png')
+    demo = run([sys.executable, 'demo.py', '--input', src, '--model', str(exported), '--scale', '2',
+                '--output', str(tmp_path / 'sr.png')])
+    assert demo.returncode == 0, demo.stderr[-2000:]
+    with Image.open(src) as im:
+        lr = torch.from_numpy(np.array(im.convert('RGB'))).permute(2, 0, 1).float() / 255
+    got = np.asarray(Image.open(tmp_path / 'sr.png')).astype(int)
+
+    def expected(data_norm):
+        sr = upscale(model, lr, (200, 300), data_norm=data_norm)
+        return (sr * 255).round().clamp(0, 255).byte().permute(1, 2, 0).numpy().astype(int)
+    assert np.abs(got - expected((0.0, 1.0))).max() <= 1
+    assert np.abs(got - expected((0.5, 0.5))).max() > 1  # the norm matters for this model
+
+
+def test_data_norm_defaults_to_the_official_sub_0_div_1():
+    from utils.data_norm import DataNorm
+    norm = DataNorm(None, 'cpu')
+    batch = {'inp': torch.rand(2, 3, 4, 4), 'gt': torch.rand(2, 5, 3)}
+    inp, gt = norm.normalise(batch)
+    assert torch.equal(inp, batch['inp']) and torch.equal(gt, batch['gt']) and norm.scalars() == (0.0, 1.0)

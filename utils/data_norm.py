@@ -1,5 +1,7 @@
-"""The config's `data_norm` ({inp: {sub, div}, gt: {sub, div}}; 0.5 / 0.5 where absent, as the
-official checkpoints assume), made into tensors once per run rather than once per batch."""
+"""The config's `data_norm` ({inp: {sub, div}, gt: {sub, div}}; sub 0 / div 1 where absent, as the
+official train_liif.py and test.py default), made into tensors once per run rather than once
+per batch. (The official checkpoints were trained with 0.5 / 0.5 and do not record it; see
+`models.checkpoint.load_model`.)"""
 import torch
 
 from .config import ConfigError
@@ -11,7 +13,8 @@ class DataNorm:
 
         def stats(key, shape):
             part = self.spec.get(key) or {}
-            return tuple(torch.tensor(part.get(k, [0.5]), device=device).view(shape) for k in ('sub', 'div'))
+            return tuple(torch.tensor(part.get(k, [default]), device=device).view(shape)
+                         for k, default in (('sub', 0.0), ('div', 1.0)))
         self.inp_sub, self.inp_div = stats('inp', (1, -1, 1, 1))
         self.gt_sub, self.gt_div = stats('gt', (1, 1, -1))
 
@@ -22,6 +25,11 @@ class DataNorm:
     def to_rgb(self, pred):
         """Model output (B, Q, 3) back to colours in [0, 1] (clamped)."""
         return (pred.float() * self.gt_div + self.gt_sub).clamp_(0, 1)
+
+    def effective(self):
+        """The data_norm dict in use, defaults filled in (what a checkpoint records)."""
+        values = [t.flatten().tolist() for t in (self.inp_sub, self.inp_div, self.gt_sub, self.gt_div)]
+        return {'inp': {'sub': values[0], 'div': values[1]}, 'gt': {'sub': values[2], 'div': values[3]}}
 
     def scalars(self):
         """(sub, div) for whole-image upscaling, which needs one value shared by input and target."""

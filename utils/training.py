@@ -6,8 +6,10 @@ import re
 import time
 
 import torch
+import torch.nn.functional as F
 
 from . import dist, rng
+from .device import autocast
 from .errors import UserError
 
 
@@ -60,8 +62,10 @@ def check_finite(losses, iteration, epoch, save_path, info):
     first = dist.all_min(math.inf if bad is None else iteration - len(values) + 1 + bad, info)
     if first < math.inf:
         what = values[bad] if bad is not None else 'not finite'
-        raise RunError(f"loss is {what} at iteration {int(first)} (epoch {epoch}); training stopped. "
-                       f"{os.path.join(save_path, 'epoch-last.pth')} from the last finished epoch is intact "
+        last = os.path.join(save_path, 'epoch-last.pth')
+        kept = (f"training stopped. {last} from the last finished epoch is intact" if os.path.exists(last)
+                else "training stopped, before any checkpoint was written")
+        raise RunError(f"loss is {what} at iteration {int(first)} (epoch {epoch}); {kept} "
                        f"(try a lower learning rate or grad_clip)")
     return values
 
@@ -72,3 +76,48 @@ def restore_rng(states, info, log):
     else:
         log.log(f"checkpoint has random states of {len(states)} processes, this run has {info.world_size}: "
                 f"processes are seeded afresh (the run goes on, but not bit for bit as before)")
+
+
+def train_step(model, optimizer, batch, norm, precision, speed, grad_clip=None):
+    """One optimisation step on a batch {inp, coord, cell, gt} (L1 loss on the normalised target,
+    as the official code); returns the loss, still on the device."""
+    inp, gt = norm.normalise(batch)
+    speed.step_begin()
+    with autocast(inp.device, precision):
+        pred = model(speed.batch_input(inp), batch['coord'], batch['cell'])
+    loss = F.l1_loss(pred.float(), gt)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.detach()
+
+
+# what a resumed run cannot change: the network, what its weights mean, and how batches are drawn
+FIXED_ON_RESUME = ('model', 'data_norm', 'optimizer.name', 'train_dataset.batch_size', 'train_dataset.wrapper',
+                   'seed')
+
+
+def flatten(cfg, prefix=''):
+    out = {}
+    for key, value in (cfg or {}).items():
+        name = f'{prefix}{key}'
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + '.'))
+        else:
+            out[name] = value
+    return out
+
+
+def resume_changes(saved, current):
+    """Lines 'key: old -> new' for each config value a resumed run changes; a change to what
+    cannot change (FIXED_ON_RESUME) is a RunError, raised before anything is written."""
+    old, new = flatten(saved), flatten(current)
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k, '(absent)') != new.get(k, '(absent)'))
+    for key in changed:
+        fixed = next((f for f in FIXED_ON_RESUME if key == f or key.startswith(f + '.')), None)
+        if fixed:
+            raise RunError(f"--resume: {key} changed ({old.get(key, '(absent)')!r} -> {new.get(key, '(absent)')!r}), "
+                           f"but {fixed} cannot change within a run; start a new run with --name (nothing was changed)")
+    return [f"{k}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}" for k in changed]
