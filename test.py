@@ -135,7 +135,7 @@ def write_report(folder, args, results, per_image, skipped):
 
 
 
-def parse_args():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument('--config', help='a test config, e.g. configs/test/test-set14-2.yaml')
@@ -154,10 +154,10 @@ def parse_args():
     p.add_argument('--compile', action='store_true',
                    help='decode through torch.compile (about 1.3x faster on a CPU in bf16; the first images '
                         'wait while it compiles)')
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
-def main(args):
+def run(args):
     device = resolve_device(args.device)
     model, data_norm = load_model(args.model, device, ema=not args.no_ema, with_data_norm=True)
     compile_note = compile_decoder(model, device) if args.compile else None
@@ -180,10 +180,14 @@ def main(args):
     print(write_report(report, args, results, per_image, skipped))
 
 
-if __name__ == '__main__':
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     try:
-        main(args)
+        run(args)
     except UserError as e:
         print(f"test.py: error: {message(e)}", file=sys.stderr)
         sys.exit(2)
+
+
+if __name__ == '__main__':
+    main()

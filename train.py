@@ -216,7 +216,7 @@ def save(run, epoch, improved):
         save_checkpoint(os.path.join(run.save_path, file_name), run.model_spec, run.model, **state)
 
 
-def main(args):
+def train(args):
     start_time = time.time()
     run = prepare_training(args)
     time_limit = TimeLimit(args.time_limit, start_time, run.info)
@@ -252,10 +252,10 @@ def main(args):
     run.log.close()
 
 
-if __name__ == '__main__':
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     try:
-        main(args)
+        train(args)
     except UserError as e:
         print(f"train.py: error: {message(e)}", file=sys.stderr)
         sys.exit(2)
@@ -264,3 +264,7 @@ if __name__ == '__main__':
         sys.exit(130)
     finally:
         dist.cleanup()
+
+
+if __name__ == '__main__':
+    main()

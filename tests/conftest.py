@@ -10,6 +10,8 @@ sys.path.insert(0, REPO)
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: takes more than a few seconds (deselect with -m "not slow")')
+    if 's' not in config.option.reportchars:  # always list skipped tests with their reasons (as -rs)
+        config.option.reportchars += 's'
 
 
 @pytest.fixture(scope='session')

@@ -1,4 +1,6 @@
-"""Paths to the shared test data and weights beside the checkout; tests skip when absent."""
+"""Paths to the shared test data and weights beside the checkout; tests skip when absent,
+except under CI (CI=true), where missing development data fails the test: a misplaced ../shared
+must not turn the suite green by skipping."""
 import os
 
 import pytest
@@ -11,8 +13,10 @@ OFFICIAL_CKPT = os.path.join(WEIGHTS, 'edsr-baseline-liif.pth')
 
 
 def need(path):
-    """`path` if it exists, else skip the calling test."""
+    """`path` if it exists, else skip the calling test (fail it under CI)."""
     if not os.path.exists(path):
+        if os.environ.get('CI') == 'true':
+            pytest.fail(f"shared file not found under CI: {path} (set LIIF_SHARED to the shared folder)")
         pytest.skip(f"shared file not found: {path}")
     return path
 

@@ -20,8 +20,10 @@ def test_save_then_load_round_trip_in_the_official_format(tmp_path):
     assert ckpt['model']['name'] == 'liif' and ckpt['model']['args'] == SPEC['args']
     assert ckpt['optimizer']['name'] == 'adam'
     loaded = load_model(str(path))
-    for (k, v), (k2, v2) in zip(model.state_dict().items(), loaded.state_dict().items()):
-        assert k == k2 and torch.equal(v, v2)
+    expected, got = model.state_dict(), loaded.state_dict()
+    assert list(got) == list(expected) and len(expected) > 0
+    for key, value in expected.items():
+        assert torch.equal(got[key], value), key
     assert not loaded.training
     assert os.listdir(tmp_path) == ['epoch-last.pth']  # no temporary file left behind
 

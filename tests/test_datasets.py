@@ -609,7 +609,7 @@ def test_dataloader_workers_same_batches(big_image):
     zero = batches(0)
     assert len(zero) == 2 and zero[0]['inp'].shape == (3, 3, 8, 8) and zero[0]['gt'].shape == (3, 32, 3)
     two = batches(2)
-    assert all(same_sample(a, b) for a, b in zip(zero, two))
+    assert len(two) == len(zero) and all(same_sample(a, b) for a, b in zip(zero, two))
 
 
 # ------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""demo.py end to end (real subprocess runs) and the image helpers it relies on (utils/image.py).
+"""demo.py end to end (real subprocess runs; argument and input errors in-process through
+`demo.main(argv)`) and the image helpers it relies on (utils/image.py).
 
 Format tests use a tiny random LIIF checkpoint written to tmp and tiny synthetic images, so they
 are fast; the quality tests use the official EDSR-baseline-LIIF weights and skip without them.
@@ -16,11 +17,13 @@ import torch
 from PIL import Image
 
 import models
+from cli import load_script, run_main
 from shared import OFFICIAL_CKPT, REPO, need, tiny_liif_spec as tiny_spec
 from models.checkpoint import save_checkpoint
 from utils.image import ImageError, read_image, write_image, write_png16
 
 DEMO = os.path.join(REPO, 'demo.py')
+DEMO_CLI = load_script('demo')
 SAMPLE = os.path.join(REPO, 'load', 'samples', 'coffee.png')
 
 
@@ -321,13 +324,13 @@ def test_16_bit_to_jpeg_falls_back_to_8_bit_with_a_warning(tmp_path, tiny_ckpt):
 # demo.py: user errors give one line, a non-zero exit, and no output
 
 def run_failing(out, needles, *args, existing=True):
-    """Run demo.py expecting a user error, with `out` holding an older output (existing) or absent;
-    check the failure is clean and nothing in out's folder changed."""
+    """Run demo.py (in-process) expecting a user error, with `out` holding an older output
+    (existing) or absent; check the failure is clean and nothing in out's folder changed."""
     before = b'existing output' if existing else None
     if existing:
         out.write_bytes(before)
     listing = sorted(os.listdir(out.parent))
-    proc = demo(*args, '--output', out, ok=False)
+    proc = run_main(DEMO_CLI, *args, '--output', out)
     assert_clean_failure(proc, out, needles, before)
     assert sorted(os.listdir(out.parent)) == listing
 
@@ -456,6 +459,7 @@ def test_bad_checkpoint(tmp_path, small_rgb, kind, needles):
 # ------------------------------------------------------------------------------------------
 # demo.py with the official weights: the result looks right
 
+@pytest.mark.slow
 def test_sample_photo_x4_with_official_weights(tmp_path):
     ckpt = need(OFFICIAL_CKPT)
     out = tmp_path / 'coffee-x4.png'
@@ -489,6 +493,7 @@ def test_alpha_edges_stay_sensible_with_official_weights(tmp_path):
     assert a[40, 48] == 255 and a[0, 0] == 0 and a[-1, -1] == 0
 
 
+@pytest.mark.slow
 def test_readme_first_command_uses_the_shipped_weights_and_beats_bicubic(tmp_path):
     """No --model: save/pretrained/edsr-baseline-liif.pth, on the held-aside quickstart photo
     (its MATLAB-bicubic x4 LR, both shipped); measured 27.62 dB on RGB against PIL bicubic's 25.80 dB."""

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from shared import OFFICIAL_CKPT, REPO, need
@@ -19,6 +20,7 @@ def outputs(path, inp, coord, cell):
         return load_model(str(path))(inp, coord, cell)
 
 
+@pytest.mark.slow
 def test_official_checkpoint_exports_to_the_same_model_under_7_mb(tmp_path):
     need(OFFICIAL_CKPT)
     torch.manual_seed(0)

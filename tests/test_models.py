@@ -98,6 +98,7 @@ def test_tiled_upscale_equals_untiled(name, size):
     torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_compiled_decoder_equals_eager_over_tiles_of_any_geometry():
     from torch._dynamo.utils import counters
     torch._dynamo.reset()
@@ -183,7 +184,7 @@ SHIPPED_CKPT = os.path.join(REPO, 'save', 'pretrained', 'edsr-baseline-liif.pth'
 
 @pytest.mark.parametrize('path, expected', [
     (OFFICIAL_CKPT, 32.2375),  # the official implementation's mean on Set5 x4
-    (SHIPPED_CKPT, 31.8343),   # the shipped weights, as their model card reports
+    pytest.param(SHIPPED_CKPT, 31.8343, marks=pytest.mark.slow),  # the shipped weights, as their model card says
 ], ids=['official', 'shipped'])
 def test_checkpoint_loads_strictly_and_reproduces_its_set5_x4(path, expected):
     model = load_model(need(path))

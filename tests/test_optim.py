@@ -51,3 +51,26 @@ def test_bad_schedules_are_config_errors(cfg, message):
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
     with pytest.raises(ConfigError, match=message.replace('{', r'\{').replace('[', r'\[')):
         make_scheduler(optimizer, cfg, 4)
+
+
+def test_ema_follows_its_formula_and_copies_buffers():
+    from utils.ema import EMA
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    ema = EMA(model, 0.9)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    for _ in range(3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+            model[1].running_mean.add_(1.0)
+        ema.update(model)
+        for name, p in model.named_parameters():
+            expected[name] = 0.9 * expected[name] + 0.1 * p
+    got = ema.model.state_dict()
+    for name, _ in model.named_parameters():
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6)
+        assert not torch.allclose(got[name], dict(model.named_parameters())[name])  # an average, not a copy
+    assert torch.equal(got['1.running_mean'], model[1].running_mean)  # buffers are copied
+    with pytest.raises(ConfigError, match='ema.decay'):
+        EMA(model, 1.0)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import datasets
@@ -42,6 +43,7 @@ def test_packed_images_are_the_same_training_data(tmp_path):
         assert np.array_equal(a[i], b[i]), a.name(i)
 
 
+@pytest.mark.slow
 def test_existing_outputs_are_kept_and_bad_input_is_named(tmp_path):
     src = tmp_path / 'in'
     src.mkdir()

@@ -12,23 +12,28 @@ import pytest
 import torch
 from PIL import Image
 
-from shared import DATA, REPO, need
+from cli import load_script, run_main
+from shared import REPO
 
 QUICKSTART = os.path.join(REPO, 'configs', 'quickstart.yaml')
+TRAIN_CLI = load_script('train')
 
 
-def train_images():
-    return need(os.path.join(DATA, 'train', 'BSD200'))
-
-
-def small_run(first_k=8, repeat=1, epoch_max=2, workers=0, extra=()):
-    """--set overrides shrinking the quickstart config to a few iterations on real images."""
-    return ['--set', f'train_dataset.dataset.args.root_path={train_images()}',
-            '--set', f'val_dataset.dataset.args.root_path={need(os.path.join(DATA, "train", "General100"))}',
-            '--set', f'+train_dataset.dataset.args.first_k={first_k}',
-            '--set', f'train_dataset.dataset.args.repeat={repeat}',
+def small_run(samples=8, epoch_max=2, workers=0, extra=()):
+    """--set overrides shrinking the quickstart config, on the photos that ship with it, to
+    `samples` training crops an epoch (a multiple of 4: the first 4 photos, repeated) in batches of 8."""
+    assert samples % 4 == 0
+    return ['--set', '+train_dataset.dataset.args.first_k=4',
+            '--set', f'train_dataset.dataset.args.repeat={samples // 4}',
+            '--set', 'val_dataset.dataset.args.repeat=1',
             '--set', f'epoch_max={epoch_max}', '--set', f'+num_workers={workers}',
             '--set', 'val_full=null', '--set', 'epoch_val=null', *extra]
+
+
+def error_line(result):
+    """The one error line of a failed run (after any progress bars); a traceback fails the test."""
+    assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-3000:]
+    return result.stderr.strip().splitlines()[-1]
 
 
 def train_cmd(save_dir, name, *args):
@@ -52,7 +57,7 @@ def digest(path):
 
 @pytest.mark.slow
 def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path):
-    args = small_run(first_k=16, epoch_max=2)  # global batch 8: 2 iterations an epoch
+    args = small_run(samples=16, epoch_max=2)  # global batch 8: 2 iterations an epoch
     single = run(train_cmd(tmp_path, 'single', *args))
     assert single.returncode == 0, single.stderr
     ddp = run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
@@ -69,7 +74,7 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path)
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path):
-    args = small_run(first_k=16, repeat=10, epoch_max=3,
+    args = small_run(samples=160, epoch_max=3,
                      extra=['--set', '+ema={decay: 0.9}', '--set', '+deterministic=true', '--set', 'epoch_val=1',
                             '--set', '+grad_clip=0.5'])
     whole = run(train_cmd(tmp_path, 'whole', *args))
@@ -138,8 +143,7 @@ def test_existing_run_folder_is_never_overwritten(tmp_path):
     folder.mkdir()
     (folder / 'notes.txt').write_text('keep me')
     result = run(train_cmd(tmp_path, 'taken', *small_run()))
-    assert result.returncode == 2
-    line = result.stderr.strip().splitlines()[-1]
+    line = error_line(result)
     assert line.startswith('train.py: error:') and str(folder) in line and '--resume' in line
     assert os.listdir(folder) == ['notes.txt'] and (folder / 'notes.txt').read_text() == 'keep me'
 
@@ -150,21 +154,20 @@ def test_existing_run_folder_is_never_overwritten(tmp_path):
 @pytest.mark.parametrize('norm, value', [('div=[0.0]', 'inf'), ('sub=[.nan]', 'nan')])
 def test_non_finite_loss_stops_at_its_iteration(tmp_path, norm, value):
     # a zero divisor makes every target infinite, a NaN one every target NaN
-    result = run(train_cmd(tmp_path, 'r', *small_run(first_k=8, epoch_max=1), '--set', f'data_norm.gt.{norm}'))
-    assert result.returncode == 2 and 'Traceback' not in result.stderr
-    line = result.stderr.strip().splitlines()[-1]
+    result = run(train_cmd(tmp_path, 'r', *small_run(samples=8, epoch_max=1), '--set', f'data_norm.gt.{norm}'))
+    line = error_line(result)
     assert line.startswith(f'train.py: error: loss is {value} at iteration 1 (epoch 1); training stopped, '
                            f'before any checkpoint was written'), line
     assert not (tmp_path / 'r' / 'epoch-last.pth').exists()
 
 
+@pytest.mark.slow
 def test_divergence_stops_the_run_and_keeps_the_last_finished_epoch(tmp_path):
-    args = small_run(first_k=8, epoch_max=1)  # one iteration an epoch
+    args = small_run(samples=8, epoch_max=1)  # one iteration an epoch
     assert run(train_cmd(tmp_path, 'r', *args)).returncode == 0
     # an absurd learning rate: the step of epoch 2 makes the weights overflow, the loss of epoch 3 is not finite
     result = run(train_cmd(tmp_path, 'r', *args, '--set', 'epoch_max=4', '--set', 'optimizer.args.lr=1.e+30', '--resume'))
-    assert result.returncode == 2 and 'Traceback' not in result.stderr
-    line = result.stderr.strip().splitlines()[-1]
+    line = error_line(result)
     assert re.fullmatch(r'train\.py: error: loss is (nan|inf) at iteration 3 \(epoch 3\); training stopped\. '
                         r'\S+epoch-last\.pth from the last finished epoch is intact .*', line), line
     last = load(tmp_path / 'r' / 'epoch-last.pth')
@@ -187,8 +190,7 @@ def test_corrupt_image_is_named(tmp_path, workers):
     args = small_run(workers=workers) + ['--set', f'train_dataset.dataset.args.root_path={folder}',
                                          '--set', 'train_dataset.dataset.args.cache=none']
     result = run(train_cmd(tmp_path, 'r', *args))
-    assert result.returncode != 0
-    line = result.stderr.strip().splitlines()[-1]
+    line = error_line(result)
     assert line.startswith('train.py: error:') and '01b.png' in line, result.stderr[-2000:]
 
 
@@ -197,8 +199,7 @@ def test_image_smaller_than_the_crop_is_named_with_sizes(tmp_path):
     args = small_run() + ['--set', f'train_dataset.dataset.args.root_path={folder}',
                           '--set', '+train_dataset.wrapper.args.scale_min=4']
     result = run(train_cmd(tmp_path, 'r', *args))
-    assert result.returncode != 0
-    line = result.stderr.strip().splitlines()[-1]
+    line = error_line(result)
     assert '01.png' in line and '50x70' in line and '96x96' in line
 
 
@@ -236,6 +237,10 @@ def test_div2k_configs_keep_the_paper_recipe():
     assert cfg['optimizer'] == {'name': 'adam', 'args': {'lr': 1e-4}}
     assert cfg['multi_step_lr'] == {'milestones': [200, 400, 600, 800], 'gamma': 0.5}
     assert cfg['data_norm'] == {'inp': {'sub': [0.5], 'div': [0.5]}, 'gt': {'sub': [0.5], 'div': [0.5]}}
+    # validation and epoch-best on DIV2K valid (first 10 images, 160 crops each), never on a test set
+    assert cfg['val_dataset']['dataset']['args'] == {'root_path': './load/div2k/DIV2K_valid_HR', 'first_k': 10,
+                                                     'repeat': 160, 'cache': 'in_memory'}
+    assert 'val_full' not in cfg
     expected = {'train_edsr-baseline-liif.yaml': ('liif', 'edsr-baseline', {}),
                 'train_rdn-liif.yaml': ('liif', 'rdn', {}),
                 'train_edsr-baseline-metasr.yaml': ('metasr', 'edsr-baseline', {}),
@@ -254,14 +259,15 @@ def test_div2k_configs_keep_the_paper_recipe():
     assert shallow['model']['args']['imnet_spec']['args']['hidden_list'] == [256, 256]
 
 
+@pytest.mark.slow
 def test_div2k_config_trains_on_a_folder_of_images(tmp_path):
-    images = train_images()
-    val = need(os.path.join(DATA, 'benchmark', 'Set5'))
+    images = os.path.join(REPO, 'load', 'quickstart', 'train')
+    val = os.path.join(REPO, 'load', 'quickstart', 'val')
     cmd = [sys.executable, 'train.py', '--config', 'configs/train-div2k/train_edsr-baseline-liif.yaml',
            '--save-dir', str(tmp_path), '--name', 'r', '--device', 'cpu',
            '--set', f'train_dataset.dataset.args.root_path={images}', '--set', '+train_dataset.dataset.args.first_k=2',
            '--set', 'train_dataset.dataset.args.repeat=1', '--set', 'train_dataset.batch_size=2',
-           '--set', 'train_dataset.dataset.args.cache=in_memory',  # 'decoded' would write beside the shared data
+           '--set', 'train_dataset.dataset.args.cache=in_memory',  # 'decoded' would write beside the shipped data
            '--set', f'val_dataset.dataset.args.root_path={val}/HR', '--set', 'val_dataset.dataset.args.repeat=1',
            '--set', 'val_dataset.dataset.args.first_k=2', '--set', 'epoch_max=1', '--set', '+num_workers=0']
     result = run(cmd)
@@ -271,8 +277,9 @@ def test_div2k_config_trains_on_a_folder_of_images(tmp_path):
     assert (tmp_path / 'r' / 'epoch-best.pth').exists()
 
 
+@pytest.mark.slow
 def test_lr_on_device_trains_exactly_as_the_cpu_path(tmp_path):
-    args = small_run(first_k=16, epoch_max=1, extra=['--set', '+deterministic=true'])
+    args = small_run(samples=16, epoch_max=1, extra=['--set', '+deterministic=true'])
     for name, choice in (('cpu', 'false'), ('device', 'true')):
         result = run(train_cmd(tmp_path, name, *args, '--set', f'+lr_on_device={choice}'))
         assert result.returncode == 0, result.stderr[-2000:]
@@ -284,7 +291,7 @@ def test_lr_on_device_trains_exactly_as_the_cpu_path(tmp_path):
 
 @pytest.mark.slow
 def test_channels_last_and_compile_train_like_the_eager_run(tmp_path):
-    args = small_run(first_k=16, epoch_max=2, extra=['--set', '+deterministic=true'])
+    args = small_run(samples=16, epoch_max=2, extra=['--set', '+deterministic=true'])
     eager = run(train_cmd(tmp_path, 'eager', *args))
     assert eager.returncode == 0, eager.stderr[-2000:]
     fast = run(train_cmd(tmp_path, 'fast', *args, '--set', '+channels_last=true', '--set', '+compile=true',
@@ -300,36 +307,38 @@ def test_channels_last_and_compile_train_like_the_eager_run(tmp_path):
 
 
 def test_unknown_speed_up_value_is_a_config_error(tmp_path):
-    result = run(train_cmd(tmp_path, 'bad', *small_run(epoch_max=1), '--set', '+compile=maybe'))
+    result = run_main(TRAIN_CLI, *train_cmd(tmp_path, 'bad', *small_run(epoch_max=1), '--set', '+compile=maybe')[2:])
     assert result.returncode == 2
     assert "compile 'maybe': expected true, false" in result.stderr
     assert not (tmp_path / 'bad').exists()  # checked before the run folder is made
 
 
+@pytest.mark.slow
 def test_time_limit_stops_at_an_epoch_end_and_resume_finishes(tmp_path):
-    args = small_run(first_k=8, epoch_max=3)
+    args = small_run(samples=8, epoch_max=3)
     first = run(train_cmd(tmp_path, 'r', *args, '--time-limit', '0.5s'))
     assert first.returncode == 0, first.stderr[-2000:]
     log = (tmp_path / 'r' / 'log.txt').read_text()
     assert 'time limit: stopped after epoch 1/3' in log and 'done:' not in log
     assert load(tmp_path / 'r' / 'epoch-last.pth')['epoch'] == 1
-    rest = run(train_cmd(tmp_path, 'r', *args, '--resume'))
+    rest = run(train_cmd(tmp_path, 'r', *args, '--resume', '--time-limit', '1h'))  # a limit that holds the rest
     assert rest.returncode == 0, rest.stderr[-2000:]
     assert load(tmp_path / 'r' / 'epoch-last.pth')['epoch'] == 3
     assert 'done:' in (tmp_path / 'r' / 'log.txt').read_text()
 
 
 def test_bad_time_limit_is_named():
-    result = run(train_cmd('unused', 'r', '--time-limit', '9 minutes'))
+    result = run_main(TRAIN_CLI, *train_cmd('unused', 'r', '--time-limit', '9 minutes')[2:])
     assert result.returncode == 2
     assert "--time-limit: '9 minutes': expected a positive number of seconds" in result.stderr
 
 
+@pytest.mark.slow
 def test_stop_after_warm_up_then_resume_with_a_longer_schedule_equals_one_run(tmp_path):
     """What scripts/gpu_train_natural.sh relies on: the cosine warm-up does not depend on
     epoch_max, so a run stopped after the warm-up and resumed with the final epoch_max trains the
     same weights as one run with that epoch_max, and its config.yaml records that epoch_max."""
-    args = small_run(first_k=8, repeat=2, extra=['--set', 'multi_step_lr=null', '--set', '+cosine_lr={warmup_epochs: 1}',
+    args = small_run(samples=16, extra=['--set', 'multi_step_lr=null', '--set', '+cosine_lr={warmup_epochs: 1}',
                                                  '--set', '+deterministic=true'])
     whole = run(train_cmd(tmp_path, 'whole', *args, '--set', 'epoch_max=3'))
     assert whole.returncode == 0, whole.stderr[-2000:]
@@ -356,6 +365,7 @@ def quickstart_args(epoch_max=2, repeat=2, extra=()):
             '--set', 'val_dataset.dataset.args.repeat=1', '--set', '+num_workers=0', *extra]
 
 
+@pytest.mark.slow
 def test_resume_applies_a_changed_schedule_and_records_it(tmp_path):
     args = quickstart_args(epoch_max=3, extra=['--set', 'val_full=null', '--set', 'epoch_val=null'])
     first = run(train_cmd(tmp_path, 'r', *args, '--stop-after', '1'))
@@ -373,6 +383,7 @@ def test_resume_applies_a_changed_schedule_and_records_it(tmp_path):
     assert 'milestones:\n  - 1\n' in (tmp_path / 'r' / 'config.yaml').read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('change, key', [
     ('model.args.imnet_spec.args.hidden_list=[32]', 'model.args.imnet_spec.args.hidden_list'),
     ('train_dataset.batch_size=4', 'train_dataset.batch_size'),
@@ -399,13 +410,14 @@ def test_resume_refuses_what_cannot_change_and_changes_nothing(tmp_path, change,
     ('+eval_type=bicubic-4', "eval_type 'bicubic-4': expected benchmark-<scale> or div2k-<scale>"),
 ])
 def test_bad_config_values_fail_before_the_run_folder_is_made(tmp_path, change, message):
-    result = run(train_cmd(tmp_path, 'bad', *quickstart_args(epoch_max=1), '--set', change))
+    result = run_main(TRAIN_CLI, *train_cmd(tmp_path, 'bad', *quickstart_args(epoch_max=1), '--set', change)[2:])
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert not (tmp_path / 'bad').exists()
 
 
+@pytest.mark.slow
 def test_eval_type_scores_val_dataset_on_whole_images_and_epoch_best_is_the_best(tmp_path):
     """The official top-level eval_type / eval_bsize: validation on whole images of val_dataset
     (here the held-aside quickstart photo at x4, which val_full scores too, so both must agree),
@@ -426,6 +438,7 @@ def test_eval_type_scores_val_dataset_on_whole_images_and_epoch_best_is_the_best
     assert load(tmp_path / 'r' / 'epoch-last.pth')['best'] == best['best']
 
 
+@pytest.mark.slow
 def test_a_config_without_data_norm_uses_the_official_default_and_its_checkpoint_carries_it(tmp_path):
     """No data_norm: sub 0 / div 1, as the official train_liif.py and test.py; the checkpoint
     records it, so demo.py upscales with it (the official checkpoints, which record nothing,

@@ -1,0 +1,33 @@
+"""Running the entry scripts (train.py, test.py, demo.py) in this process, for argument and
+input errors: `main(argv)` with its exit code and output captured as a subprocess's would be,
+without a new Python and torch start-up per case. (Each CLI keeps a few real subprocess tests.)"""
+import contextlib
+import importlib.util
+import io
+import os
+import subprocess
+
+from shared import REPO
+
+
+def load_script(name):
+    """The module of REPO/<name>.py (by path: `test` would otherwise name Python's own package)."""
+    spec = importlib.util.spec_from_file_location(f'{name}_cli', os.path.join(REPO, f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_main(module, *args):
+    """module.main(argv); an unexpected exception is not caught: it fails the test with its traceback."""
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    cwd = os.getcwd()
+    os.chdir(REPO)  # as the subprocess runs: configs' ./load paths are relative to the repo
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            module.main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    finally:
+        os.chdir(cwd)
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
