@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import os
-import sys
 
 from datasets.loading import make_sr_dataset
 from models.checkpoint import load_model
@@ -20,7 +19,7 @@ from models.evaluate import evaluate, parse_eval_type
 from utils.config import get_key, load_config
 from utils.data_norm import DataNorm
 from utils.device import resolve_device
-from utils.errors import UserError, message
+from utils.errors import UserError, exit_on_user_error
 from utils.files import atomic_write
 from utils.speedups import compile_decoder
 
@@ -181,12 +180,7 @@ def run(args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        run(args)
-    except UserError as e:
-        print(f"test.py: error: {message(e)}", file=sys.stderr)
-        sys.exit(2)
+    exit_on_user_error('test.py', run, parse_args(argv))
 
 
 if __name__ == '__main__':

@@ -32,7 +32,7 @@ from utils.config import ConfigError, get_key, load_config
 from utils.data_norm import DataNorm
 from utils.device import resolve_device
 from utils.ema import EMA
-from utils.errors import UserError, message
+from utils.errors import exit_on_user_error
 from utils.files import atomic_write
 from utils.logger import RunLogger
 from utils.optim import make_optimizer, make_scheduler
@@ -253,12 +253,8 @@ def train(args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
     try:
-        train(args)
-    except UserError as e:
-        print(f"train.py: error: {message(e)}", file=sys.stderr)
-        sys.exit(2)
+        exit_on_user_error('train.py', train, parse_args(argv))
     except KeyboardInterrupt:
         print("train.py: interrupted; the run folder's epoch-last.pth is intact (--resume continues)", file=sys.stderr)
         sys.exit(130)

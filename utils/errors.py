@@ -1,4 +1,5 @@
 """The project's user-facing errors and the one-line messages the command-line tools print."""
+import sys
 
 
 class UserError(Exception):
@@ -25,3 +26,12 @@ def message(err):
     line = first_line(err)
     name = type(err).__name__ + ': '
     return line[len(name):] if line.startswith(name) else line
+
+
+def exit_on_user_error(prog, work, *args):
+    """work(*args); a UserError ends the program with `prog: error: <message>` and exit code 2."""
+    try:
+        return work(*args)
+    except UserError as e:
+        print(f"{prog}: error: {message(e)}", file=sys.stderr)
+        sys.exit(2)
