@@ -15,6 +15,7 @@ import time
 import torch
 from tqdm import tqdm
 
+from models import cmsr
 from models.upscale import upscale, upscale_image
 from models.checkpoint import OFFICIAL_DATA_NORM, CheckpointError, load_model
 from utils.errors import UserError, first_line
@@ -120,6 +121,10 @@ def build_parser():
                    help="fp32 (default, no autocast), or torch.autocast with bf16 / fp16 (fp16 is for GPUs: slow on CPU)")
     p.add_argument('--compile', action='store_true',
                    help="decode through torch.compile: pays off on many or large images (compiling takes a while)")
+    p.add_argument('--cmsr', metavar='TABLE',
+                   help="LM-LIIF models: beyond x4, render with CMSR (fewer pixels rendered, the rest interpolated) "
+                        "and this Scale2Mod table (YAML, from scripts/calibrate_cmsr.py); the image is then decoded "
+                        "whole, not in tiles")
     p.add_argument('--tile', type=positive_int, default=256, metavar='N',
                    help="side of the LR tiles the model runs on (default 256); smaller uses less memory")
     return p
@@ -203,11 +208,14 @@ def run(args):
             warn(note)
         plans.append((src, dst, size, kind, img if len(jobs) == 1 else None))
         del img
+    tables = cmsr.load_table(args.cmsr, f'--cmsr {args.cmsr}') if args.cmsr else None
     device = resolve_device(args.device)
     precision = autocast(device, args.precision)
     model, data_norm = load_model(args.model, device=device, with_data_norm=True)
     data_norm = data_norm or OFFICIAL_DATA_NORM  # the official demo's normalisation
     check_model(model, args.model, device)
+    if tables is not None:
+        cmsr.enable(model, tables, f'--cmsr {args.cmsr} (--model {args.model})')
     if args.compile and (note := compile_decoder(model, device)):
         warn(note)
 
@@ -222,8 +230,11 @@ def run(args):
         os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
         alpha = alpha.cpu() if alpha is not None else None
         write_image(dst, pixels.cpu(), alpha, bits=kind.bits, icc_profile=kind.icc_profile)
+        stats = cmsr.take_stats(model)
+        rendered = f", CMSR rendered {stats['rendered'] / stats['queries']:.1%} of the pixels" \
+            if stats and stats['queries'] else ''
         tqdm.write(f"{PROG}: wrote {dst} ({size[1]}x{size[0]} px, {kind.describe()}) "
-                   f"in {time.time() - start:.1f} s", file=sys.stdout)
+                   f"in {time.time() - start:.1f} s{rendered}", file=sys.stdout)
 
 
 def main(argv=None):

@@ -14,6 +14,7 @@ import json
 import os
 
 from datasets.loading import make_sr_dataset
+from models import cmsr
 from models.checkpoint import load_model
 from models.evaluate import evaluate, parse_eval_type
 from utils.config import get_key, load_config
@@ -70,9 +71,22 @@ def run_config(model, path, device, precision='fp32', cell_clip=None, load_dir='
         sub, div = data_norm
         cfg['data_norm'] = {part: {'sub': [sub], 'div': [div]} for part in ('inp', 'gt')}
     norm = DataNorm(cfg.get('data_norm'), device)
+    cmsr.take_stats(model)  # count this config's images only
     rows = evaluate(model, dataset, eval_type, norm, device, precision, cell_clip=cell_clip,
                     save_dir=save_dir, desc=desc)
-    return rows, {k: sum(r[k] for r in rows) / len(rows) for k in ('psnr', 'ssim')}
+    summary = {k: sum(r[k] for r in rows) / len(rows) for k in ('psnr', 'ssim')}
+    stats = cmsr.take_stats(model)
+    if stats is not None:  # --cmsr: the fraction of output pixels rendered (None: CMSR not used, x4 and below)
+        summary['cmsr_rendered'] = stats['rendered'] / stats['queries'] if stats['queries'] else None
+    return rows, summary
+
+
+def cmsr_note(summary):
+    if 'cmsr_rendered' not in summary:
+        return ''
+    if summary['cmsr_rendered'] is None:
+        return ", CMSR not used (x4 and below)"
+    return f", CMSR rendered {summary['cmsr_rendered']:.1%} of the pixels"
 
 
 def run_suite(model, suite, device, precision='fp32', cell_clip=None, load_dir='load', save_dir=None, data_norm=None):
@@ -89,18 +103,19 @@ def run_suite(model, suite, device, precision='fp32', cell_clip=None, load_dir='
                                    data_norm=data_norm)
         results.append({'dataset': name, 'scale': scale, **summary, 'images': len(rows)})
         per_image += [{'dataset': name, 'scale': scale, **row} for row in rows]
-        print(f"{name} x{scale}: PSNR {summary['psnr']:.4f} dB, SSIM {summary['ssim']:.4f} ({len(rows)} images)")
+        print(f"{name} x{scale}: PSNR {summary['psnr']:.4f} dB, SSIM {summary['ssim']:.4f} ({len(rows)} images)"
+              + cmsr_note(summary))
     if not results:
         raise TestError(f"suite {suite}: no data found under {load_dir} (skipped: {'; '.join(skipped)})")
     return results, per_image, skipped
 
 
-def table(results, metric, digits):
+def table(results, metric, digits, title=None):
     """Rows: data sets; columns: scales."""
     sets = list(dict.fromkeys(r['dataset'] for r in results))
     scales = sorted({r['scale'] for r in results})
     value = {(r['dataset'], r['scale']): r[metric] for r in results}
-    lines = [f"{metric.upper():<10}" + ''.join(f"{'x' + format(s, 'g'):>10}" for s in scales)]
+    lines = [f"{title or metric.upper():<10}" + ''.join(f"{'x' + format(s, 'g'):>10}" for s in scales)]
     for name in sets:
         cells = [value.get((name, s)) for s in scales]
         lines.append(f"{name:<10}" + ''.join(f"{'-' if v is None else format(v, f'.{digits}f'):>10}" for v in cells))
@@ -119,14 +134,18 @@ def write_report(folder, args, results, per_image, skipped):
     """Write results.csv, results.json and per_image.csv; returns the text to print."""
     os.makedirs(folder, exist_ok=True)
     files = {
-        'results.csv': to_csv(results, ['dataset', 'scale', 'psnr', 'ssim', 'images']),
+        'results.csv': to_csv(results, ['dataset', 'scale', 'psnr', 'ssim', 'images']
+                              + (['cmsr_rendered'] if getattr(args, 'cmsr', None) else [])),
         'per_image.csv': to_csv(per_image, ['dataset', 'scale', 'image', 'psnr', 'ssim']),
         'results.json': json.dumps({'model': args.model, 'precision': args.precision, 'cell_clip': args.cell_clip,
-                                    'protocol': PROTOCOL, 'results': results, 'skipped': skipped}, indent=1),
+                                    'cmsr': getattr(args, 'cmsr', None), 'protocol': PROTOCOL, 'results': results,
+                                    'skipped': skipped}, indent=1),
     }
     for name, text in files.items():
         atomic_write(os.path.join(folder, name), lambda f, text=text: f.write(text.encode()))
     lines = ['', table(results, 'psnr', 4), '', table(results, 'ssim', 4), '']
+    if getattr(args, 'cmsr', None):
+        lines += [table(results, 'cmsr_rendered', 3, title='CMSR'), '(fraction of the pixels CMSR rendered)', '']
     if skipped:
         lines.append(f"skipped ({len(skipped)}, no data): " + '; '.join(skipped))
     lines.append(f"written: {', '.join(os.path.join(folder, n) for n in files)}")
@@ -150,6 +169,8 @@ def parse_args(argv=None):
                    help='beyond scale S (default 4, the training maximum) give the decoder the cell of '
                         'scale S, as LTE/LMF do; off unless given')
     p.add_argument('--no-ema', action='store_true', help="use the trained weights even when the checkpoint has an EMA")
+    p.add_argument('--cmsr', metavar='TABLE', help="LM-LIIF: render beyond x4 with CMSR and this Scale2Mod table "
+                                                   "(YAML, scripts/calibrate_cmsr.py); LMF evaluates it with --cell-clip")
     p.add_argument('--compile', action='store_true',
                    help='decode through torch.compile (about 1.3x faster on a CPU in bf16; the first images '
                         'wait while it compiles)')
@@ -159,6 +180,8 @@ def parse_args(argv=None):
 def run(args):
     device = resolve_device(args.device)
     model, data_norm = load_model(args.model, device, ema=not args.no_ema, with_data_norm=True)
+    if args.cmsr:
+        cmsr.enable(model, cmsr.load_table(args.cmsr, f'--cmsr {args.cmsr}'), f'--cmsr {args.cmsr}')
     compile_note = compile_decoder(model, device) if args.compile else None
     options = dict(device=device, precision=args.precision, cell_clip=args.cell_clip, load_dir=args.load_dir,
                    data_norm=data_norm)
@@ -166,12 +189,13 @@ def run(args):
     print(f"model {args.model} on {device.type}, {args.precision}"
           + (f", cell clip at x{args.cell_clip:g} (cell of scale {args.cell_clip:g} beyond it)" if args.cell_clip else '')
           + (', compiled decoder' if args.compile and not compile_note else '')
+          + (f", CMSR with {args.cmsr}" if args.cmsr else '')
           + (f", data_norm of the checkpoint (sub {data_norm[0]:g}, div {data_norm[1]:g})" if data_norm else ''))
     if compile_note:
         print(compile_note)
     if args.config:
         rows, summary = run_config(model, args.config, save_dir=args.save_dir, **options)
-        print(f"{len(rows)} images, PSNR {summary['psnr']:.4f} dB, SSIM {summary['ssim']:.4f}")
+        print(f"{len(rows)} images, PSNR {summary['psnr']:.4f} dB, SSIM {summary['ssim']:.4f}" + cmsr_note(summary))
         print(f"result: {summary['psnr']:.4f}")
         return
     report = args.report or os.path.join('save', 'test', os.path.splitext(os.path.basename(args.model))[0])

@@ -15,16 +15,48 @@ rendered at a low "decode scale" d and bilinearly upsampled; the rest at higher 
   All levels' points are rendered in one call, each with cell (2/qh, 2/qw) * max(d/4, 1).
   Merge: the canvas starts as the normalised LR input; for each level with points it is
   bilinearly resampled (border padding) onto the level's grid and its points overwritten; the
-  last level's canvas is the output, bilinearly resampled to the queries if d < S.
+  last level's canvas is the output, bilinearly resampled to the queries if d < S (or if the
+  queries are not its grid: other scales per axis, which the official code does not handle).
 The modulations (and so the strengths) are those of the forward call's cell. cmsr_spec's
-'mse_threshold' and 'path' only concern calibration (the official init_cmsr), not done here.
+'mse_threshold' and 'path' only record where the table came from. CMSR needs the whole output
+grid at once, so models/upscale.py decodes an image whole (not in tiles) when it applies.
+
+Calibration (the official init_cmsr / update_scale2mean; `calibrate_image`, driven by
+scripts/calibrate_cmsr.py) makes the table for a target scale S from LR images and the trained
+model, without ground truth: the reference is the model's own full render at S.
+  Start: {d: 1 for the official decode scales d <= S} and S: 1.
+  Per image and per decode scale d < S (ascending): render the level grid at d (true cells, no
+  clip), bilinearly resample it to the S grid, and bin the output pixels by their LR pixel's
+  strength: value v = 0, 0.01, ..., 1 holds the pixels within 0.001 of v. Walk the values up,
+  accepting v while its bin's MSE against the reference (normalised space) is at most
+  `mse_threshold` (an empty bin is accepted), stopping at the first failure; the last accepted
+  value (0 if none) becomes the entry for d if smaller, and every smaller d is lowered to it.
+  Cells are the true ones throughout (no cell clip), as the data set gives them.
+So thresholds never decrease with d, and for every image seen and every d, each value up to
+table[d] whose bin had pixels got them within the MSE bound from level d. Values above the last
+level's threshold are left to S (entry 1). Tables are YAML {S: {d: threshold}}, as the official
+files; LMF.md does not say how the official code rounds or whether it keeps every decode scale
+(its shipped x6 table has 1, 2, 4, 6 only), so tables written here keep all of them.
 """
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
+import yaml
 
-from utils.coords import make_coord
+from utils.config import load_yaml
+from utils.coords import coord_seq, make_coord, nearest_index
+from utils.errors import UserError
+from utils.files import atomic_write
+
+DECODE_SCALES = (1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32)  # the decode scales a calibrated table starts with
+N_VALUES = 101   # candidate thresholds 0, 0.01, ..., 1
+BIN = 0.001      # a candidate's bin: the pixels whose strength lies within this of it
+
+
+class CMSRError(UserError):
+    """A Scale2Mod table or model that CMSR cannot use; one line naming the file."""
 
 
 def decode_levels(tables, scale):
@@ -73,7 +105,7 @@ def render(model, inp, coord, hyper_cell, bsize=None):
         raise ValueError("CMSR renders one image at a time (batch size 1), as the official code")
     spec = model.cmsr_spec
     if spec.get('s2m_tables') is None:
-        raise ValueError("cmsr_spec needs 's2m_tables' (calibrating them, init_cmsr, is not implemented)")
+        raise ValueError("cmsr_spec needs 's2m_tables' (scripts/calibrate_cmsr.py makes them)")
     scale = math.sqrt(Q / (h * w))
     levels, thresholds = decode_levels(spec['s2m_tables'], scale)
     strength = model.shift_strength(hyper_cell)
@@ -99,6 +131,11 @@ def render(model, inp, coord, hyper_cell, bsize=None):
         model.cmsr_log = {'scale': scale, 'levels': levels, 'thresholds': thresholds, 'points': counts,
                           'rendered_fraction': sum(counts) / Q,
                           'official_ratio': sum(n * d * d for n, d in zip(counts, levels)) / (scale * scale * Q)}
+    stats = getattr(model, 'cmsr_stats', None)
+    if stats is not None:  # what test.py reports per set and scale
+        stats['images'] += 1
+        stats['queries'] += Q
+        stats['rendered'] += sum(counts)
 
     canvas = inp
     last = len(levels) - 1
@@ -110,10 +147,147 @@ def render(model, inp, coord, hyper_cell, bsize=None):
             continue
         canvas = resample(canvas, grid)
         canvas[:, :, mask] = preds.t().unsqueeze(0).to(canvas.dtype)
-    if levels[-1] < scale:
-        return resample(canvas, coord[0]).permute(0, 2, 1)
-    # the last level is the output grid itself: its canvas, row-major, is the answer
-    if canvas.shape[-2] * canvas.shape[-1] != Q:
-        raise ValueError(f"CMSR needs the queries to be the full row-major output grid; got {Q} queries "
-                         f"for a {canvas.shape[-2]}x{canvas.shape[-1]} grid")
-    return canvas.flatten(2).permute(0, 2, 1)
+    if levels[-1] == scale and is_grid_of(coord[0], *canvas.shape[-2:]):
+        # the last level is the output grid itself: its canvas, row-major, is the answer
+        return canvas.flatten(2).permute(0, 2, 1)
+    # a lower last level, or an output grid that is not int(h S) x int(w S) (other scales per axis)
+    return resample(canvas, coord[0]).permute(0, 2, 1)
+
+
+def is_grid_of(coord, qh, qw):
+    """Whether queries (Q, 2) are qh rows of qw points, row-major (as a full output grid)."""
+    if len(coord) != qh * qw:
+        return False
+    rows = coord[:, 0].view(qh, qw)
+    return bool((rows == rows[:, :1]).all()) and (qh == 1 or bool(rows[1, 0] != rows[0, 0]))
+
+
+# --- tables: reading, checking, enabling -----------------------------------------------------
+
+def load_table(path, label=None):
+    """The Scale2Mod tables {S: {d: threshold}} in the YAML file at `path` (yaml.safe_load),
+    checked; errors name `label` (default: the path)."""
+    label = label or path
+    return check_table(load_yaml(path, label), label)
+
+
+def is_number(x, low=0.0):
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x) and x >= low
+
+
+def check_table(data, label):
+    """`data` if it is {target scale > 0: {decode scale > 0: threshold >= 0, ...}, ...}."""
+    if not isinstance(data, dict) or not data:
+        raise CMSRError(f"{label}: expected a Scale2Mod table {{target scale: {{decode scale: threshold}}}}, "
+                        f"got {type(data).__name__ if data is not None else 'an empty file'}")
+    for scale, table in data.items():
+        if not is_number(scale) or scale <= 0:
+            raise CMSRError(f"{label}: target scale {scale!r} is not a positive number")
+        if not isinstance(table, dict) or not table:
+            raise CMSRError(f"{label}: target scale {scale}: expected a mapping {{decode scale: threshold}}, "
+                            f"got {table!r}")
+        for d, t in table.items():
+            bad = (f"decode scale {d!r} is not a positive number" if not is_number(d) or d <= 0 else
+                   f"decode scale {d}: threshold {t!r} is not a number >= 0" if not is_number(t) else None)
+            if bad:
+                raise CMSRError(f"{label}: target scale {scale}: {bad}")
+    return data
+
+
+def enable(model, tables, label='CMSR'):
+    """Switch CMSR on for `model` (an LM-LIIF) with checked `tables`, counting what it renders."""
+    if not hasattr(model, 'cmsr_active'):
+        raise CMSRError(f"{label}: model {type(model).__name__} has no CMSR (it needs an lmliif checkpoint)")
+    if not getattr(model.imnet, 'mod_shift', False):
+        raise CMSRError(f"{label}: this lmliif has no shift modulations (mod_shift), which CMSR measures")
+    model.cmsr_spec = {'mse_threshold': None, 'path': label, 's2m_tables': tables, 'log': True}
+    take_stats(model)
+
+
+def take_stats(model):
+    """What CMSR rendered since the last call ({images, queries, rendered}, counts of calls that
+    went through CMSR), then reset; None when CMSR is off."""
+    if getattr(model, 'cmsr_spec', None) is None:
+        return None
+    stats = getattr(model, 'cmsr_stats', None)
+    model.cmsr_stats = {'images': 0, 'queries': 0, 'rendered': 0}
+    return stats
+
+
+def number(x):
+    """A YAML-friendly number: 6 rather than 6.0, as the official tables write them."""
+    x = float(x)
+    return int(x) if x.is_integer() else x
+
+
+def save_table(path, tables, header=''):
+    """Write tables {S: {d: threshold}} as YAML (sorted, as the official yaml.dump), atomically."""
+    data = {number(s): {number(d): number(round(t, 4)) for d, t in sorted(table.items())}
+            for s, table in sorted(tables.items())}
+    text = ''.join(f'# {line}\n' for line in header.splitlines()) + yaml.safe_dump(data, default_flow_style=False)
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+# --- calibration -----------------------------------------------------------------------------
+
+def start_table(scale):
+    """The table a calibration at target scale `scale` starts from: every threshold 1."""
+    table = {d: 1.0 for d in DECODE_SCALES if d <= scale}
+    table[scale] = 1.0  # the values no lower level accepts stay at the target scale
+    return table
+
+
+def level_axes(h, w, d, device=None):
+    """The row and column coordinates of decode scale d's grid (`level_grid` is their product)."""
+    grid = level_grid(h, w, d, device)
+    return grid[:, 0, 0], grid[0, :, 1]
+
+
+def decode_grid(model, ys, xs, cell, chunk):
+    """The model's render (3, n, m) at the grid ys x xs with `cell` (2,), in row blocks."""
+    rows = max(1, chunk // len(xs))
+    return torch.cat([model.query_grid(ys[i:i + rows], xs, cell).float()
+                      for i in range(0, len(ys), rows)]).permute(2, 0, 1)
+
+
+def accepted_value(err, strength, mse_threshold):
+    """The walk over the candidate values: the last value v (0, 0.01, ..., 1) before the first
+    whose bin (pixels with |strength - v| <= BIN) has a mean error above `mse_threshold`; an
+    empty bin passes. err, strength: per output pixel. 0 when the first value fails."""
+    k = torch.round(strength * (N_VALUES - 1)).long()
+    inside = ((strength - k / (N_VALUES - 1)).abs() <= BIN) & (k >= 0) & (k < N_VALUES)
+    sums = torch.bincount(k[inside], weights=err[inside].double(), minlength=N_VALUES)
+    counts = torch.bincount(k[inside], minlength=N_VALUES)
+    accepted = 0.0
+    for i, (total, n) in enumerate(zip(sums.tolist(), counts.tolist())):
+        if n and total / n > mse_threshold:
+            break
+        accepted = i / (N_VALUES - 1)
+    return accepted
+
+
+@torch.no_grad()
+def calibrate_image(model, inp, scale, mse_threshold, table, chunk=32768):
+    """One step of calibration (see the module doc): lowers the thresholds of `table` (decode
+    scale -> threshold, target `scale`) with the LR image `inp` (1, 3, h, w, normalised).
+    Returns what this image alone accepts, {d: value}."""
+    model.gen_feat(inp)
+    h, w = model.feat.shape[-2:]
+    H, W = round(h * scale), round(w * scale)
+    ys, xs = coord_seq(H, device=inp.device), coord_seq(W, device=inp.device)
+    cell = torch.tensor([2 / H, 2 / W], device=inp.device)
+    reference = decode_grid(model, ys, xs, cell, chunk)
+    strength = model.shift_strength(cell.view(1, 1, 2))[0, 0].float()
+    strength = strength[nearest_index(ys, h)][:, nearest_index(xs, w)].flatten()  # each pixel's LR pixel's
+    coord = torch.stack(torch.meshgrid(ys, xs, indexing='ij'), dim=-1)
+    accepted = {}
+    for d in sorted(k for k in table if k < scale):
+        ly, lx = level_axes(h, w, d, device=inp.device)
+        level = decode_grid(model, ly, lx, torch.tensor([2 / len(ly), 2 / len(lx)], device=inp.device), chunk)
+        err = (resample(level.unsqueeze(0), coord)[0] - reference).square().mean(0).flatten()
+        accepted[d] = accepted_value(err, strength, mse_threshold)
+        table[d] = min(table[d], accepted[d])
+        for k in table:
+            if k < d:
+                table[k] = min(table[k], table[d])
+    return accepted

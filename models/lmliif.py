@@ -22,8 +22,16 @@ needs at least h*w queries, and `forward` applies it to the whole call before ch
 
 Decoder forms, as in models/liif.py (`self.decoder`, not a constructor argument):
 - 'fast' (default): the hypernet's first layer is a 3x3 convolution over `feat` plus a cell
-  term (no unfold); the render MLP's first layer latent term, 1 + s and t are tabulated per LR
-  pixel, and a query gathers one table row per member by integer indexing (no grid_sample).
+  term (no unfold); the render MLP's first layer latent term, 1 + s_l and the biases folded
+  into the shifts (b_l (1 + s_l) + t_l) are tabulated per LR pixel, and a query gathers one
+  table row per member by integer indexing (no grid_sample).
+  `query_grid` decodes a grid of queries (rows x columns, what models/upscale.py asks for)
+  without per-query gathers: the geometry and blend weights are worked out per row and per
+  column, and the output rows that one member reads from the same LR row (a run of about
+  `scale` rows) share one gathered row of modulations, broadcast over the run. With a 16-wide
+  MLP, gathering 208 table values per query and member cost more than the MLP itself (the
+  queries of an x8 decode of 180x320 on 2 CPU cores: about 2.7 s with per-query gathers,
+  1.3 s by runs).
 - 'plain': the equations as written (unfold, grid_sample, render MLP per member): the oracle.
 
 With `cmsr_spec`, `forward` may render through models/cmsr.py instead (see there).
@@ -36,11 +44,20 @@ import torch.nn.functional as F
 
 from utils.coords import make_coord
 from . import cmsr
-from .local_ensemble import (blend, ensemble_members, ensemble_shifts, gather_rows, grid_rows, sample_nearest,
-                             shifted)
+from .local_ensemble import (axis_members, blend, blend_areas, ensemble_members, ensemble_shifts, gather_rows,
+                             grid_rows, sample_nearest, shifted)
 from .models import make, register
 
 DEFAULT_BSIZE = int(2160 * 3840 * 0.5)  # the official forward's query chunk: half a 4K image
+
+
+def row_runs(index):
+    """Runs of consecutive equal values in `index` (n,), grouped by length: a list of (the
+    run's value (U,), the positions of its elements (U, L)) for each run length L."""
+    values, counts = torch.unique_consecutive(index, return_counts=True)
+    starts = counts.cumsum(0) - counts
+    steps = torch.arange(int(counts.max()), device=index.device)
+    return [(values[counts == L], starts[counts == L].view(-1, 1) + steps[:L]) for L in counts.unique().tolist()]
 
 
 @register('lmliif')
@@ -73,6 +90,7 @@ class LMLIIF(nn.Module):
                                                   'out_dim': self.mod_dim + self.latent_dim})
         self.imnet = imnet
         self.decoder = 'fast'  # or 'plain'
+        self.compiled_query = None  # query_window through torch.compile, set by compile_decoder()
 
     # --- encoder and hypernetwork: once per LR pixel -----------------------------------------
 
@@ -109,7 +127,9 @@ class LMLIIF(nn.Module):
         return self.cache[1]
 
     def render_table(self, hyper_cell):
-        """Per-LR-pixel rows of what a query gathers: [W_0 z + b_0 | 1 + s_0..s_5 | t_0..t_5]."""
+        """Per-LR-pixel rows of what a query gathers: [W_0 z + b_0 | 1 + s_0..s_5 | t'_0..t'_5],
+        t'_0 = t_0 and t'_l = b_l (1 + s_l) + t_l (layer l's bias folded into its shift); a
+        missing scale (shift) block reads as 1 (0). Float32, whatever the autocast."""
         self.update_cache(hyper_cell)
         return self.cache[2]
 
@@ -129,14 +149,17 @@ class LMLIIF(nn.Module):
         pre = self.hyper_pre.view(B, h * w, -1) + cell_term.to(self.hyper_pre.dtype)
         mods = self.hypernet.layers[1:](pre.reshape(B * h * w, -1))
         # the render MLP's first-layer latent term does not depend on the query either
-        layer0 = self.imnet.layers[0]
-        parts = [F.linear(mods[:, self.mod_dim:], layer0.weight[:, :self.latent_dim], layer0.bias)]
+        layers = self.imnet.hidden_layers()
+        latent = F.linear(mods[:, self.mod_dim:], layers[0].weight[:, :self.latent_dim], layers[0].bias)
         scales, shifts = self.imnet.split_mods(mods[:, :self.mod_dim])
-        if scales is not None:
-            parts.append(1 + scales.flatten(1))
-        if shifts is not None:
-            parts.append(shifts.flatten(1))
-        self.cache = (hyper_cell.clone(), mods, torch.cat(parts, dim=1), grad)
+        n, depth, hd = mods.shape[0], self.imnet.hidden_depth, self.imnet.hidden_dim
+        scales = 1 + scales if scales is not None else mods.new_ones(n, depth, hd)
+        shifts = shifts if shifts is not None else mods.new_zeros(n, depth, hd)
+        # (W a + b)(1 + s) + t = (W a)(1 + s) + (b (1 + s) + t): no bias add per query
+        biases = torch.stack([layer.bias for layer in layers[1:]])                  # (depth - 1, hd)
+        shifts = torch.cat([shifts[:, :1], torch.addcmul(shifts[:, 1:], scales[:, 1:], biases)], dim=1)
+        table = torch.cat([latent, scales.flatten(1), shifts.flatten(1)], dim=1).float()  # see `query_rgb_fast`
+        self.cache = (hyper_cell.clone(), mods, table, grad)
 
     def gen_modulations(self, cell):
         """The modulation map (B, mod_dim + latent_dim, h, w) that queries with `cell` use."""
@@ -167,10 +190,15 @@ class LMLIIF(nn.Module):
         if coord is None:
             return None
         hyper_cell = self.hypernet_cell(cell)
-        h, w = self.feat.shape[-2:]
-        if self.cmsr_spec is not None and not self.training and coord.shape[1] > 16 * h * w:
+        if self.cmsr_active(coord.shape[1], *self.feat.shape[-2:]):
             return cmsr.render(self, inp, coord, hyper_cell, bsize)
         return self.batched_decode(coord, cell, hyper_cell, bsize)
+
+    def cmsr_active(self, n_queries, h, w):
+        """Whether `forward` renders n_queries for an h x w input through CMSR: with a table, in
+        eval mode, and beyond x4 (more than 16 queries per LR pixel), as the official rule.
+        models/upscale.py asks this to decode such an image whole instead of in tiles."""
+        return self.cmsr_spec is not None and not self.training and n_queries > 16 * h * w
 
     def batched_decode(self, coord, cell, hyper_cell, bsize=None):
         Q = coord.shape[1]
@@ -185,39 +213,96 @@ class LMLIIF(nn.Module):
         return self.query_rgb_fast(coord, cell, hyper_cell)
 
     def query_rgb_fast(self, coord, cell, hyper_cell=None):
-        """coord, cell: (B, Q, 2) -> (B, Q, 3): gathers from the render table, no grid_sample."""
+        """coord, cell: (B, Q, 2) -> (B, Q, 3): gathers from the render table, no grid_sample.
+
+        The per-query part runs in float32 even under autocast (the encoder and hypernetwork
+        follow it): its matrix products are 16 wide, too small to gain from bf16, and on a CPU
+        the conversions made it 1.9x slower (x8 of 180x320: 2.35 s against 1.25 s)."""
         if hyper_cell is None:
             hyper_cell = self.hypernet_cell(cell)
         table = self.render_table(hyper_cell)
-        top, left, full_h, full_w = self.window
+        query = self.compiled_query or self.query_window
+        with torch.autocast(coord.device.type, enabled=False):
+            return query(coord.float(), cell.float(), table, *self.window, *self.feat.shape[-2:])
+
+    def query_grid(self, ys, xs, cell):
+        """The queries at every (y, x) of ys (n,) x xs (m,), in the full image's frame, with the
+        cell (2,) for all of them (one image, B = 1): (n, m, 3), as `query_rgb` of that grid."""
+        if self.feat.shape[0] != 1:
+            raise ValueError("query_grid decodes one image (batch size 1)")
+        hyper_cell = cell.view(1, 1, 2)
+        if self.decoder == 'plain':  # the oracle
+            coord = torch.stack(torch.meshgrid(ys, xs, indexing='ij'), -1).view(1, -1, 2)
+            return self.query_rgb_plain(coord, hyper_cell.expand_as(coord), hyper_cell).view(len(ys), len(xs), -1)
+        table = self.render_table(hyper_cell)
+        with torch.autocast(ys.device.type, enabled=False):  # float32, as `query_rgb_fast`
+            return self.grid_runs(ys, xs, cell, table, *self.window, *self.feat.shape[-2:])
+
+    def compile_decoder(self):
+        """Run the per-query form (`query_rgb`: forward, CMSR's levels) through torch.compile,
+        the geometry passed as arguments so that windows of any position and size share a few
+        graphs (as models/liif.py). `query_grid` stays eager: its grouping of rows into runs is
+        data-dependent, and the compiled alternatives were slower on a 2-core CPU (x8 of
+        180x320 through upscale(): 6.3 s with the compiled per-query form, 3.6 s with the MLP
+        alone compiled, 2.7 s eager); CMSR's x8 went from 1.7 to 1.5 s."""
+        self.compiled_query = torch.compile(self.query_window, dynamic=True)
+
+    def query_window(self, coord, cell, table, top, left, full_h, full_w, h, w):
+        """The fast form for queries (B, Q, 2), with the features' h x w window at (top, left)
+        of the full_h x full_w LR grid."""
         iy, ix, rels = ensemble_members(coord, full_h, full_w, self.local_ensemble)
-        rows = gather_rows(table, iy, ix, top, left, *self.feat.shape[-2:])
-        lead = rows.shape[:-1]  # (members, B, Q)
-        rows = rows.view(-1, rows.shape[-1])
-        hd, depth = self.imnet.hidden_dim, self.imnet.hidden_depth
+        rows = gather_rows(table, iy, ix, top, left, h, w)  # (members, B, Q, D)
+        lead = rows.shape[:-1]
         size = torch.tensor([full_h, full_w], dtype=cell.dtype, device=cell.device)
-        extra = torch.cat([rels, (cell * size).expand_as(rels)], dim=-1).view(-1, 4).to(rows.dtype)
+        extra = torch.cat([rels, (cell * size).expand_as(rels)], dim=-1).view(-1, 4)
         w_extra = self.imnet.layers[0].weight[:, self.latent_dim:]
-        a = torch.addmm(rows[:, :hd], extra, w_extra.t())  # latent term (tabulated) + coord/cell terms
-        col = hd
-        scales = shifts = None
-        if self.imnet.mod_scale:
-            scales, col = rows[:, col:col + depth * hd], col + depth * hd
-        if self.imnet.mod_shift:
-            shifts = rows[:, col:col + depth * hd]
+        rows = rows.view(-1, rows.shape[-1])
+        first = torch.addmm(rows[:, :self.imnet.hidden_dim], extra, w_extra.t())
+        return blend(self.render(first, rows).view(*lead, -1), rels)
+
+    def grid_runs(self, ys, xs, cell, table, top, left, full_h, full_w, h, w):
+        """`query_window` for the grid ys x xs of one image, run by run (see the module doc)."""
+        rows_m = axis_members(ys, full_h, self.local_ensemble)  # [(index (n,), offset (n,))] per row shift
+        cols_m = axis_members(xs, full_w, self.local_ensemble)
+        hd = self.imnet.hidden_dim
+        w0 = self.imnet.layers[0].weight[:, self.latent_dim:]  # columns: dy, dx, cell_y, cell_x
+        size = torch.tensor([full_h, full_w], dtype=cell.dtype, device=cell.device)
+        cell_term = F.linear(cell * size, w0[:, 2:])
+        grid = table.view(h, w, -1)
+        preds = []
+        for iy, dy in rows_m:
+            row_terms = dy.view(-1, 1) * w0[:, 0] + cell_term  # (n, hd)
+            runs = row_runs(iy)
+            for ix, dx in cols_m:
+                col_terms = dx.view(-1, 1) * w0[:, 1]  # (m, hd)
+                pred = None
+                for lr_rows, out_rows in runs:  # out_rows (U, L): U runs of L rows each
+                    U, L = out_rows.shape
+                    mods = grid.index_select(0, lr_rows - top).index_select(1, ix - left).unsqueeze(1)
+                    first = (row_terms[out_rows.view(-1)].view(U, L, 1, hd) + col_terms).add_(mods[..., :hd])
+                    out = self.render(first, mods)  # (U, L, m, 3)
+                    if pred is None:
+                        pred = out.new_empty(len(ys), len(xs), out.shape[-1])
+                    pred.index_copy_(0, out_rows.view(-1), out.view(U * L, len(xs), -1))
+                preds.append(pred)
+        if len(preds) == 1:
+            return preds[0]
+        areas = torch.stack([dy.abs().view(-1, 1) * dx.abs().view(1, -1) + 1e-9 for _, dy in rows_m for _, dx in cols_m])
+        return blend_areas(torch.stack(preds), areas)
+
+    def render(self, first, rows):
+        """The render MLP from its first layer's pre-activation (..., hd) and table rows (see
+        `render_table`) holding the modulations, (..., D), broadcastable to it: (..., out_dim)."""
+        hd = self.imnet.hidden_dim
+        depth = self.imnet.hidden_depth
+        a = first
         for l, linear in enumerate(self.imnet.hidden_layers()):
             if l > 0:
-                a = linear(a)
-            part = slice(l * hd, (l + 1) * hd)
-            if scales is not None and shifts is not None:
-                a = torch.addcmul(shifts[:, part], a, scales[:, part])
-            elif scales is not None:
-                a = a * scales[:, part]
-            elif shifts is not None:
-                a = a + shifts[:, part]
-            a = F.relu(a, inplace=True)
-        preds = self.imnet.layers[-1](a).view(*lead, -1)
-        return blend(preds, rels)
+                a = F.linear(a, linear.weight)  # the bias is in the tabulated shift
+            scale = rows[..., (1 + l) * hd:(2 + l) * hd]
+            shift = rows[..., (1 + depth + l) * hd:(2 + depth + l) * hd]
+            a = torch.addcmul(shift, a, scale).relu_()
+        return self.imnet.layers[-1](a)
 
     def query_rgb_plain(self, coord, cell, hyper_cell=None):
         """coord, cell: (B, Q, 2) -> (B, Q, 3), written as the equations: unfold, hypernet on the

@@ -42,6 +42,20 @@ def ensemble_members(coord, full_h, full_w, local_ensemble):
     return torch.stack(iy), torch.stack(ix), torch.stack(rel)
 
 
+def axis_members(seq, n, local_ensemble):
+    """`ensemble_members` along one axis, for queries on a grid (rows `seq` x some columns, or
+    the reverse): for each of the axis' shifts, (-1, 1) or (0,), the index into the n LR pixels
+    of that axis and the offset from its centre in LR pixels, both (len(seq),). The same floats
+    as `ensemble_members` gives each query of the grid."""
+    centres = coord_seq(n, device=seq.device)
+    shifts, eps = ensemble_shifts(local_ensemble)
+    members = []
+    for v in sorted({vy for vy, _ in shifts}):
+        index = nearest_index((seq + (v / n + eps)).clamp_(-1 + 1e-6, 1 - 1e-6), n)
+        members.append((index, (seq - centres[index]) * n))
+    return members
+
+
 def gather_rows(rows, iy, ix, top, left, h, w):
     """Rows of a per-pixel table (B*h*w, D) laid out like the h x w window at (top, left) of the
     full grid, at full-grid indices iy, ix (..., B, Q): (..., B, Q, D)."""
@@ -56,7 +70,11 @@ def blend(preds, rels):
     query and the diagonally opposite member's pixel centre."""
     if len(preds) == 1:
         return preds[0]
-    areas = (rels[..., 0] * rels[..., 1]).abs() + 1e-9
+    return blend_areas(preds, (rels[..., 0] * rels[..., 1]).abs() + 1e-9)
+
+
+def blend_areas(preds, areas):
+    """`blend` given each member's area |dy * dx| + 1e-9, (M, ...) (M = 4)."""
     weights = areas.flip(0) / areas.sum(0)  # flip pairs members 0<->3 and 1<->2
     return (preds * weights.unsqueeze(-1)).sum(0)
 

@@ -11,8 +11,9 @@ from shared import REPO
 
 
 def load_script(name):
-    """The module of REPO/<name>.py (by path: `test` would otherwise name Python's own package)."""
-    spec = importlib.util.spec_from_file_location(f'{name}_cli', os.path.join(REPO, f'{name}.py'))
+    """The module of REPO/<name>.py, e.g. 'test' or 'scripts/calibrate_cmsr' (by path: `test`
+    would otherwise name Python's own package)."""
+    spec = importlib.util.spec_from_file_location(f'{os.path.basename(name)}_cli', os.path.join(REPO, f'{name}.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -25,3 +25,12 @@ def tiny_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp('ckpt') / 'tiny-liif.pth'
     save_checkpoint(str(path), spec, models.make(spec))
     return str(path)
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    """torch on one thread for a module of tiny-tensor tests (a second one only adds contention)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -2,7 +2,7 @@ import pytest
 
 import models
 from shared import REPO
-from utils.config import ConfigError, get_key, load_config
+from utils.config import ConfigError, apply_override, get_key, load_config
 
 
 def write(path, text):
@@ -77,3 +77,11 @@ def test_an_ablation_inherits_a_model_config(tmp_path):
     assert cfg['model']['args']['local_ensemble'] is False
     assert cfg['model']['args']['encoder_spec']['name'] == 'edsr-baseline'
     assert cfg['model']['args']['imnet_spec']['args'] == {'out_dim': 3, 'hidden_list': [32]}
+
+
+def test_override_reads_exponent_numbers_without_a_dot():
+    cfg = {'optimizer': {'args': {'lr': 1e-4}}}
+    apply_override(cfg, 'optimizer.args.lr=2e-3')
+    assert cfg['optimizer']['args']['lr'] == 0.002
+    apply_override(cfg, 'optimizer.args.lr=abc')
+    assert cfg['optimizer']['args']['lr'] == 'abc'

@@ -20,13 +20,7 @@ REF = os.path.join(SHARED, 'reference', 'lmliif')
 TOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """The tensors here are tiny: a second thread only adds contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tiny tensors: a second thread only adds contention
 
 
 def ref(name):

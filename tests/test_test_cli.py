@@ -30,16 +30,15 @@ def result_of(proc):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name, option, official, tolerance', [
-    ('set5-2', '--precision=bf16', 37.9877, 0.01),  # Set5 x2: where bf16 differs most from float32 (0.0082 dB)
-    ('set14-2', '--precision=fp32', 33.6621, 1e-3),  # Set14 holds grayscale images
-])
-def test_official_numbers(name, option, official, tolerance):
+def test_set14_x2_in_bf16_keeps_the_official_number_within_0_01_db():
+    # Set14 holds grayscale images; x2 is where bf16 differs most from float32 (0.0061 dB on Set14,
+    # 0.0082 on Set5, measured)
     need(OFFICIAL_CKPT)
-    need(os.path.join(DATA, 'benchmark', name.split('-')[0].capitalize()))
-    proc = run_test('--config', f'configs/test/test-{name}.yaml', '--model', OFFICIAL_CKPT, '--load-dir', DATA, option)
-    assert abs(result_of(proc) - official) <= tolerance
-    assert option.split('=')[1] in proc.stdout
+    need(os.path.join(DATA, 'benchmark', 'Set14'))
+    proc = run_test('--config', 'configs/test/test-set14-2.yaml', '--model', OFFICIAL_CKPT, '--load-dir', DATA,
+                    '--precision', 'bf16')
+    assert abs(result_of(proc) - 33.6621) <= 0.01
+    assert 'bf16' in proc.stdout
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ merged in order, then the file itself on top (dicts merge key by key, anything e
 """
 import copy
 import os
+import re
 
 import yaml
 
@@ -25,18 +26,24 @@ def merge(base, top):
     return out
 
 
-def read_yaml(path):
+def load_yaml(path, label=None, what='file'):
+    """The data in the YAML file at `path` (yaml.safe_load); errors name `label` (default: the path)."""
+    label = label or path
     if not os.path.isfile(path):
-        raise ConfigError(f"{path}: no such config file")
+        raise ConfigError(f"{label}: no such {what}")
     try:
         with open(path) as f:
-            data = yaml.safe_load(f)
+            return yaml.safe_load(f)
     except yaml.YAMLError as e:
         mark = getattr(e, 'problem_mark', None)
         where = f" at line {mark.line + 1}" if mark else ''
-        raise ConfigError(f"{path}: invalid YAML{where} ({getattr(e, 'problem', None) or e})") from None
+        raise ConfigError(f"{label}: invalid YAML{where} ({getattr(e, 'problem', None) or e})") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file") from None
+        raise ConfigError(f"{label}: not a text file") from None
+
+
+def read_yaml(path):
+    data = load_yaml(path, what='config file')
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -71,6 +78,8 @@ def apply_override(cfg, item):
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         raise ConfigError(f"override {item!r}: value is not valid YAML") from None
+    if isinstance(value, str) and re.fullmatch(r'[+-]?\d+(\.\d*)?[eE][+-]?\d+', value.strip()):
+        value = float(value)  # YAML 1.1 reads 2e-3 (no dot) as a string
     node = get_key(cfg, '.'.join(parts[:-1])) if len(parts) > 1 else cfg
     if not isinstance(node, dict):
         raise ConfigError(f"override {item!r}: {'.'.join(parts[:-1])} is not a mapping")
