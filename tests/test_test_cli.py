@@ -30,14 +30,14 @@ def result_of(proc):
 
 
 @pytest.mark.slow
-def test_set14_x2_in_bf16_keeps_the_official_number_within_0_01_db():
-    # Set14 holds grayscale images; x2 is where bf16 differs most from float32 (0.0061 dB on Set14,
-    # 0.0082 on Set5, measured)
+def test_bf16_keeps_the_official_number_within_0_01_db():
+    # Set5 x2 is where bf16 differs most from float32 (0.0082 dB measured); the Set14 numbers (and
+    # its grayscale images) were checked by hand, see the README, and cost 30-55 s each here
     need(OFFICIAL_CKPT)
-    need(os.path.join(DATA, 'benchmark', 'Set14'))
-    proc = run_test('--config', 'configs/test/test-set14-2.yaml', '--model', OFFICIAL_CKPT, '--load-dir', DATA,
+    need(os.path.join(DATA, 'benchmark', 'Set5'))
+    proc = run_test('--config', 'configs/test/test-set5-2.yaml', '--model', OFFICIAL_CKPT, '--load-dir', DATA,
                     '--precision', 'bf16')
-    assert abs(result_of(proc) - 33.6621) <= 0.01
+    assert abs(result_of(proc) - 37.9877) <= 0.01
     assert 'bf16' in proc.stdout
 
 
