@@ -112,7 +112,7 @@ def prepare_training(args):
         if 'optimizer' in ckpt:
             optimizer.load_state_dict(ckpt['optimizer']['sd'])
             for group in optimizer.param_groups:  # the config's lr: the schedule below starts from it
-                group['lr'] = cfg['optimizer'].get('args', {}).get('lr', group['lr'])
+                group['lr'] = (cfg['optimizer'].get('args') or {}).get('lr', group['lr'])
                 group.pop('initial_lr', None)
         epoch_start, iteration, best = ckpt.get('epoch', 0) + 1, ckpt.get('iteration', 0), ckpt.get('best', best)
         if ema is not None and 'ema' in ckpt:

@@ -6,6 +6,8 @@ size, flips, sampled pixel indices), drawn from the same per-sample generator in
 as the CPU path. `finish_batch` then makes the LR (`datasets.pil_resize`, Pillow's bicubic bit for
 bit), applies the flips and gathers the sampled pixels, coordinates and cells on the device, so
 the batch equals the one the CPU path would have made (a test compares them)."""
+import functools
+
 import torch
 
 from datasets.pil_resize import pil_bicubic_batch
@@ -51,10 +53,13 @@ def finish_batch(batch, inp_size):
 def to_unit(x):
     """uint8 -> float32 k / 255 as the CPU path divides. CUDA divides by a scalar as a product
     with its reciprocal, 1 ulp off for most k (seen on an H200), so look the values up instead."""
-    return UNIT.to(x.device)[x.long()]
+    return unit_table(x.device)[x.long()]
 
 
-UNIT = torch.arange(256, dtype=torch.float32) / 255
+@functools.lru_cache(maxsize=None)
+def unit_table(device):
+    """k / 255 for k = 0..255, divided on the CPU, kept on `device` (made once, not per batch)."""
+    return (torch.arange(256, dtype=torch.float32) / 255).to(device)
 
 
 def flip_batch(x, hflip, vflip, dflip):

@@ -75,8 +75,6 @@ class LMLIIF(nn.Module):
             raise NotImplementedError("lmliif: only cell_decode=True is implemented")
         self.local_ensemble = local_ensemble
         self.feat_unfold = feat_unfold
-        self.cell_decode = cell_decode
-        self.mod_input = mod_input
         self.cmsr_spec = cmsr_spec
         self.max_scale = 4  # training's largest scale; CMSR widens cells beyond it (hard-coded officially)
 

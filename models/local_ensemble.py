@@ -26,31 +26,26 @@ def shifted(coord, vy, vx, h, w, eps):
 
 def ensemble_members(coord, full_h, full_w, local_ensemble):
     """Members of each query (B, Q, 2): row and column indices into the full_h x full_w LR grid
-    (M, B, Q) and the query's offset from that pixel's centre in LR pixels (M, B, Q, 2)."""
-    centres_y = coord_seq(full_h, device=coord.device)
-    centres_x = coord_seq(full_w, device=coord.device)
-    shifts, eps = ensemble_shifts(local_ensemble)
-    iy, ix, rel = [], [], []
-    for vy, vx in shifts:
-        # nudged half an LR pixel towards the member, the query's nearest pixel is the member
-        y = (coord[..., 0] + (vy / full_h + eps)).clamp_(-1 + 1e-6, 1 - 1e-6)
-        x = (coord[..., 1] + (vx / full_w + eps)).clamp_(-1 + 1e-6, 1 - 1e-6)
-        iy.append(nearest_index(y, full_h))
-        ix.append(nearest_index(x, full_w))
-        rel.append(torch.stack([(coord[..., 0] - centres_y[iy[-1]]) * full_h,
-                                (coord[..., 1] - centres_x[ix[-1]]) * full_w], dim=-1))
-    return torch.stack(iy), torch.stack(ix), torch.stack(rel)
+    (M, B, Q) and the query's offset from that pixel's centre in LR pixels (M, B, Q, 2). A
+    member's row depends only on its row shift and its column only on its column shift, so each
+    axis is worked out once (`axis_members`), in the members' order (row shift, then column)."""
+    rows = axis_members(coord[..., 0], full_h, local_ensemble)
+    cols = axis_members(coord[..., 1], full_w, local_ensemble)
+    iy = torch.stack([index for index, _ in rows for _ in cols])
+    ix = torch.stack([index for _ in rows for index, _ in cols])
+    rel = torch.stack([torch.stack([dy, dx], dim=-1) for _, dy in rows for _, dx in cols])
+    return iy, ix, rel
 
 
 def axis_members(seq, n, local_ensemble):
-    """`ensemble_members` along one axis, for queries on a grid (rows `seq` x some columns, or
-    the reverse): for each of the axis' shifts, (-1, 1) or (0,), the index into the n LR pixels
-    of that axis and the offset from its centre in LR pixels, both (len(seq),). The same floats
-    as `ensemble_members` gives each query of the grid."""
+    """The local ensemble along one axis of n LR pixels, for query coordinates `seq` (any shape)
+    on that axis: for each of the axis' shifts, (-1, 1) or (0,), the index of the member's pixel
+    and the query's offset from its centre in LR pixels, both shaped as `seq`."""
     centres = coord_seq(n, device=seq.device)
     shifts, eps = ensemble_shifts(local_ensemble)
     members = []
     for v in sorted({vy for vy, _ in shifts}):
+        # nudged half an LR pixel towards the member, the query's nearest pixel is the member
         index = nearest_index((seq + (v / n + eps)).clamp_(-1 + 1e-6, 1 - 1e-6), n)
         members.append((index, (seq - centres[index]) * n))
     return members

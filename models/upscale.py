@@ -62,8 +62,9 @@ def upscale(model, inp, size, tile=256, chunk=None, data_norm=(0.5, 0.5), progre
     H, W = size
     sub, div = data_norm
     cmsr_active = getattr(model, 'cmsr_active', None)
+    cell = torch.tensor([2 / H * cell_scale, 2 / W * cell_scale], device=inp.device)  # every query's
     if cmsr_active is not None and cmsr_active(H * W, h, w):  # CMSR decodes scattered points: list chunks
-        return whole_image(model, inp, size, chunk or default_chunk(inp.device), data_norm, progress, cell_scale)
+        return whole_image(model, inp, size, chunk or default_chunk(inp.device), data_norm, progress, cell)
     chunk = chunk or default_chunk(inp.device, model)
     query_grid = getattr(model, 'query_grid', None)
     ys, xs = coord_seq(H, device=inp.device), coord_seq(W, device=inp.device)
@@ -85,7 +86,6 @@ def upscale(model, inp, size, tile=256, chunk=None, data_norm=(0.5, 0.5), progre
         model.gen_feat((crop - sub) / div, window=(top, left, h, w))
         tile_y, tile_x = ys[rows[0]:rows[1]], xs[cols[0]:cols[1]]
         if query_grid is not None:
-            cell = torch.tensor([2 / H * cell_scale, 2 / W * cell_scale], device=inp.device)
             n_cols = min(len(tile_x), chunk)
             n_rows = max(1, chunk // n_cols)
             for i in range(0, len(tile_y), n_rows):
@@ -96,10 +96,10 @@ def upscale(model, inp, size, tile=256, chunk=None, data_norm=(0.5, 0.5), progre
                     bar.update(pred.shape[0] * pred.shape[1])
             continue
         coord = torch.stack(torch.meshgrid(tile_y, tile_x, indexing='ij'), -1).view(1, -1, 2)
-        cell = torch.tensor([2 / H * cell_scale, 2 / W * cell_scale], device=inp.device).expand_as(coord)
+        cells = cell.expand_as(coord)
         pred = []
         for i in range(0, coord.shape[1], chunk):
-            pred.append(model.query_rgb(coord[:, i:i + chunk], cell[:, i:i + chunk]).float())
+            pred.append(model.query_rgb(coord[:, i:i + chunk], cells[:, i:i + chunk]).float())
             bar.update(pred[-1].shape[1])
         pred = (torch.cat(pred, dim=1)[0] * div + sub).clamp(0, 1)
         out[:, rows[0]:rows[1], cols[0]:cols[1]] = pred.t().reshape(3, len(tile_y), len(tile_x))
@@ -107,12 +107,13 @@ def upscale(model, inp, size, tile=256, chunk=None, data_norm=(0.5, 0.5), progre
     return out
 
 
-def whole_image(model, inp, size, chunk, data_norm, progress, cell_scale):
-    """`upscale` in one model call on the whole image (for CMSR), its queries in chunks."""
+def whole_image(model, inp, size, chunk, data_norm, progress, cell):
+    """`upscale` in one model call on the whole image (for CMSR), its queries in chunks;
+    `cell` (2,) is every query's."""
     H, W = size
     sub, div = data_norm
     coord = make_coord((H, W), device=inp.device).unsqueeze(0)
-    cell = torch.tensor([2 / H * cell_scale, 2 / W * cell_scale], device=inp.device).expand_as(coord)
+    cell = cell.expand_as(coord)
     with tqdm(total=H * W, unit='px', unit_scale=True, desc='upscale', disable=not progress) as bar:
         pred = model((inp - sub) / div, coord, cell, bsize=chunk).float()
         bar.update(H * W)

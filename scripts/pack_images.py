@@ -2,7 +2,7 @@
 data to a remote machine. Every file written is decoded again and checked to hold exactly the
 source's pixels; training on the copies is training on the originals.
 
-    python scripts/pack_images.py ../shared/data/train/T91 ../shared/data/train/BSD200 --out .device/train
+    python scripts/pack_images.py load/train/T91 load/train/BSD200 --out .device/train
 
 writes <out>/<folder name>/<stem>.webp for every image directly in each folder (sorted names keep
 their order, so data sets list them as before). 8-bit grayscale, RGB and RGBA images are packed
