@@ -1,6 +1,7 @@
 """Upscale an image (or a folder of images) to any scale or size with a LIIF checkpoint
 (by default the project's own EDSR-baseline-LIIF, save/pretrained/edsr-baseline-liif.pth).
 
+    python demo.py --input photo.png --scale 4                 (writes save/demo/photo_x4.png)
     python demo.py --input photo.png --output photo-x4.png --scale 4
     python demo.py --input photo.png --output big.png --scale 2,3.5      (height, width)
     python demo.py --input photo.png --output hd.png --resolution 1080,1920
@@ -28,6 +29,7 @@ DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'save',
 MAX_SIDE = 32768            # output pixels per side
 MAX_PIXELS = 1 << 28        # output pixels in all (268 Mpx, about 3 GiB as float32 RGB)
 PROGRESS_PIXELS = 1_000_000  # show a progress bar for outputs larger than this
+DEFAULT_OUTPUT_DIR = os.path.join('save', 'demo')  # git-ignored, and never beside the inputs
 
 EPILOG = f"""\
 output files:
@@ -37,12 +39,17 @@ output files:
   (with a warning). An input with alpha needs a format that stores alpha (.png, .tif, .webp):
   .jpg/.bmp are refused rather than silently dropping the alpha.
   With a folder as input, --output is a folder (created if needed) and each image FILE.ext is
-  written there as FILE.png. Without --output, a file goes to INPUT_sr.png beside it and a folder
-  to FOLDER_sr/. An existing output file is replaced only once its new version is complete.
+  written there as FILE.png; it cannot be the input folder itself (a later run would read the
+  outputs as inputs). Without --output, outputs go to {DEFAULT_OUTPUT_DIR}/ (under the current
+  folder), named after the input and the size asked for: photo.jpg --scale 4 to
+  {DEFAULT_OUTPUT_DIR}/photo_x4.png, a folder photos/ --resolution 1080,1920 to
+  {DEFAULT_OUTPUT_DIR}/photos_1080,1920/. An existing output file is replaced only once its new
+  version is complete.
 
 output size:
-  round(h * sy) x round(w * sx) (halves round up) for --scale, exactly H x W for --resolution;
-  at most {MAX_SIDE} px per side and {MAX_PIXELS} px ({MAX_PIXELS / 1e6:.0f} Mpx) in all.
+  round(h * sy) x round(w * sx) (halves round up) for --scale, exactly H x W for --resolution
+  (a warning says so when that changes the aspect ratio); at most {MAX_SIDE} px per side and
+  {MAX_PIXELS} px ({MAX_PIXELS / 1e6:.0f} Mpx) in all.
 """
 
 
@@ -121,10 +128,10 @@ def build_parser():
                    help="fp32 (default, no autocast), or torch.autocast with bf16 / fp16 (fp16 is for GPUs: slow on CPU)")
     p.add_argument('--compile', action='store_true',
                    help="decode through torch.compile: pays off on many or large images (compiling takes a while)")
-    p.add_argument('--cmsr', metavar='TABLE',
-                   help="LM-LIIF models: beyond x4, render with CMSR (fewer pixels rendered, the rest interpolated) "
-                        "and this Scale2Mod table (YAML, from scripts/calibrate_cmsr.py); the image is then decoded "
-                        "whole, not in tiles")
+    p.add_argument('--cmsr', nargs='?', const=cmsr.BESIDE, metavar='TABLE',
+                   help="LM-LIIF, LM-LTE: beyond x4, render with CMSR (fewer pixels rendered, the rest interpolated) "
+                        "and this Scale2Mod table (YAML, from scripts/calibrate_cmsr.py; without TABLE the one beside "
+                        "the checkpoint, NAME-cmsr.yaml); the image is then decoded whole, not in tiles")
     p.add_argument('--tile', type=positive_int, default=256, metavar='N',
                    help="side of the LR tiles the model runs on (default 256); smaller uses less memory")
     return p
@@ -149,12 +156,30 @@ def output_size(in_size, scale, resolution, path):
     return H, W
 
 
-def plan_jobs(inp, out):
-    """[(input file, output file)] for --input / --output."""
+def size_tag(scale, resolution):
+    """'x4', 'x2,3.5' or '1080,1920': the size asked for, as given on the command line."""
+    if resolution is not None:
+        return f"{resolution[0]},{resolution[1]}"
+    sy, sx = scale
+    return f"x{sy:g}" + (f",{sx:g}" if sx != sy else '')
+
+
+def default_output(inp, tag):
+    name = os.path.basename(os.path.normpath(os.path.abspath(inp)))  # a folder given as '.' or 'photos/'
+    if os.path.isdir(inp):
+        return os.path.join(DEFAULT_OUTPUT_DIR, f'{name}_{tag}')
+    return os.path.join(DEFAULT_OUTPUT_DIR, f'{os.path.splitext(name)[0]}_{tag}.png')
+
+
+def plan_jobs(inp, out, tag):
+    """[(input file, output file)] for --input / --output; `tag` names default outputs."""
     if not os.path.exists(inp):
         raise UserError(f"--input {inp}: no such file or folder")
+    out = out or default_output(inp, tag)
     if os.path.isdir(inp):
-        out = out or os.path.normpath(inp) + '_sr'
+        if os.path.isdir(out) and os.path.samefile(out, inp):
+            raise UserError(f"--output {out}: is the input folder, so a later run would read the outputs as inputs "
+                            f"(give another folder; without --output: {default_output(inp, tag)})")
         if os.path.exists(out) and not os.path.isdir(out):
             raise UserError(f"--output {out}: is a file, but --input {inp} is a folder (give a folder)")
         if not os.path.exists(out) and os.path.splitext(out)[1].lower() in OUTPUT_FORMATS:
@@ -170,9 +195,7 @@ def plan_jobs(inp, out):
                                 f"would both be written to {o}")
             seen[o] = f
     else:
-        if out is None:
-            out = os.path.splitext(inp)[0] + '_sr.png'
-        elif os.path.isdir(out):
+        if os.path.isdir(out):
             out = os.path.join(out, os.path.splitext(os.path.basename(inp))[0] + '.png')
         jobs = [(inp, out)]
     inputs = {os.path.realpath(f) for f, _ in jobs}
@@ -182,12 +205,26 @@ def plan_jobs(inp, out):
     return jobs
 
 
+def aspect_note(plans, resolution):
+    """One line when --resolution stretches the inputs (allowed, but the user should notice)."""
+    if resolution is None:
+        return None
+    H, W = resolution
+    # kept: one side equals the other scaled by the input's aspect ratio, up to rounding
+    stretched = [(src, h, w) for src, (h, w) in plans
+                 if abs(W - w * H / h) > 1 and abs(H - h * W / w) > 1]
+    if not stretched:
+        return None
+    src, h, w = stretched[0]
+    which = f"{src} ({w}x{h} px" if len(plans) == 1 else \
+        f"{len(stretched)} of the {len(plans)} images, e.g. {src} ({w}x{h} px"
+    return (f"--resolution {H},{W} changes the aspect ratio of {which} to {W}x{H}: x{W / w:.3g} wide, "
+            f"x{H / h:.3g} high); --scale keeps it")
+
+
 def check_model(model, path, device):
     """Fail early, with one line, for a checkpoint whose model cannot upscale."""
     name = type(model).__name__
-    if not all(hasattr(model, a) for a in ('encoder', 'gen_feat', 'query_rgb')):
-        raise UserError(f"--model {path}: holds model {name}, not an arbitrary-scale model "
-                        f"(needs an encoder, gen_feat and query_rgb, like LIIF)")
     try:
         upscale(model, torch.zeros(3, 4, 4, device=device), (6, 6))
     except Exception as e:  # noqa: BLE001 - any failure here means the model does not fit the demo
@@ -195,11 +232,11 @@ def check_model(model, path, device):
 
 
 def run(args):
-    jobs = plan_jobs(args.input, args.output)
+    jobs = plan_jobs(args.input, args.output, size_tag(args.scale, args.resolution))
 
     # cheap checks of every input before any heavy work: readable, size within limits, and an
     # output format that can hold it
-    plans = []
+    plans, sizes = [], []
     for src, dst in jobs:
         img = read_image(src)
         size = output_size(img.size, args.scale, args.resolution, src)
@@ -207,7 +244,12 @@ def run(args):
         if note:
             warn(note)
         plans.append((src, dst, size, kind, img if len(jobs) == 1 else None))
+        sizes.append((src, img.size))
         del img
+    if note := aspect_note(sizes, args.resolution):
+        warn(note)
+    if args.cmsr:
+        args.cmsr = cmsr.table_path(args.cmsr, args.model)
     tables = cmsr.load_table(args.cmsr, f'--cmsr {args.cmsr}') if args.cmsr else None
     device = resolve_device(args.device)
     precision = autocast(device, args.precision)
@@ -215,7 +257,7 @@ def run(args):
     data_norm = data_norm or OFFICIAL_DATA_NORM  # the official demo's normalisation
     check_model(model, args.model, device)
     if tables is not None:
-        cmsr.enable(model, tables, f'--cmsr {args.cmsr} (--model {args.model})')
+        cmsr.attach(model, tables, f'--cmsr {args.cmsr} (--model {args.model})')
     if args.compile and (note := compile_decoder(model, device)):
         warn(note)
 
@@ -230,9 +272,8 @@ def run(args):
         os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
         alpha = alpha.cpu() if alpha is not None else None
         write_image(dst, pixels.cpu(), alpha, bits=kind.bits, icc_profile=kind.icc_profile)
-        stats = cmsr.take_stats(model)
-        rendered = f", CMSR rendered {stats['rendered'] / stats['queries']:.1%} of the pixels" \
-            if stats and stats['queries'] else ''
+        fraction = model.cmsr.rendered_fraction() if model.cmsr else None
+        rendered = f", CMSR rendered {fraction:.1%} of the pixels" if fraction is not None else ''
         tqdm.write(f"{PROG}: wrote {dst} ({size[1]}x{size[0]} px, {kind.describe()}) "
                    f"in {time.time() - start:.1f} s{rendered}", file=sys.stdout)
 

@@ -4,8 +4,9 @@
     python test.py --model CKPT --suite benchmark|div2k|all                 # the paper's tables
 
 One config ends with the line `result: <mean PSNR>` (as the official script does); the suite
-prints a table (rows: data sets, columns: scales), writes it as CSV and JSON with a per-image
-CSV, and lists what it skipped because the data is not under load/.
+runs every set and scale whose data is under load/, prints a table of them (rows: data sets,
+columns: scales), writes it as CSV and JSON with a per-image CSV, and lists, one line a set,
+what it skipped for want of data (README.md, Data, says where each set is published).
 """
 import argparse
 import csv
@@ -13,6 +14,7 @@ import io
 import json
 import os
 
+from datasets import catalog
 from datasets.loading import make_sr_dataset
 from models import cmsr
 from models.checkpoint import load_model
@@ -59,11 +61,27 @@ def data_paths(cfg):
     return [v for k, v in args.items() if k.startswith('root_path')]
 
 
+def missing_data(cfg):
+    """The config's data folders that do not exist."""
+    return [p for p in data_paths(cfg) if isinstance(p, str) and not os.path.isdir(p)]
+
+
+def where_to_get(path, load_dir):
+    """For a missing folder of a published set: which set, and where to look."""
+    data = catalog.owner(path, load_dir)
+    if data is None:
+        return " (a root_path of the config's test_dataset.dataset.args)"
+    return f" ({data.name} is not shipped with the code: {catalog.WHERE})"
+
+
 def run_config(model, path, device, precision='fp32', cell_clip=None, load_dir='load', save_dir=None, desc='test',
                data_norm=None):
     """Per-image rows and the means of one test config; `data_norm` (sub, div), the checkpoint's
     own when it records one, replaces the config's."""
     cfg = relocate(load_config(path), load_dir)
+    missing = missing_data(cfg)
+    if missing:
+        raise TestError(f"{missing[0]}: no such image folder{where_to_get(missing[0], load_dir)}")
     dataset = make_sr_dataset(cfg, 'test_dataset', seed=0)
     eval_type = cfg.get('eval_type')
     parse_eval_type(eval_type)  # a bad eval_type fails before any work
@@ -71,13 +89,13 @@ def run_config(model, path, device, precision='fp32', cell_clip=None, load_dir='
         sub, div = data_norm
         cfg['data_norm'] = {part: {'sub': [sub], 'div': [div]} for part in ('inp', 'gt')}
     norm = DataNorm(cfg.get('data_norm'), device)
-    cmsr.take_stats(model)  # count this config's images only
+    if model.cmsr:
+        model.cmsr.take_stats()  # count this config's images only
     rows = evaluate(model, dataset, eval_type, norm, device, precision, cell_clip=cell_clip,
                     save_dir=save_dir, desc=desc)
     summary = {k: sum(r[k] for r in rows) / len(rows) for k in ('psnr', 'ssim')}
-    stats = cmsr.take_stats(model)
-    if stats is not None:  # --cmsr: the fraction of output pixels rendered (None: CMSR not used, x4 and below)
-        summary['cmsr_rendered'] = stats['rendered'] / stats['queries'] if stats['queries'] else None
+    if model.cmsr:  # --cmsr: the fraction of output pixels rendered (None: CMSR not used, x4 and below)
+        summary['cmsr_rendered'] = model.cmsr.rendered_fraction()
     return rows, summary
 
 
@@ -90,13 +108,14 @@ def cmsr_note(summary):
 
 
 def run_suite(model, suite, device, precision='fp32', cell_clip=None, load_dir='load', save_dir=None, data_norm=None):
-    """Every (set, scale) of the suite whose data exists: (results, per-image rows, skipped)."""
+    """Every (set, scale) of the suite whose data exists: (results, per-image rows, skipped),
+    skipped as [(set, scale, the first missing folder)]."""
     results, per_image, skipped = [], [], []
     for name, key, scale in SUITES[suite]:
         path = os.path.join(CONFIG_DIR, f'test-{key}-{scale}.yaml')
-        missing = [p for p in data_paths(relocate(load_config(path), load_dir)) if not os.path.isdir(p)]
+        missing = missing_data(relocate(load_config(path), load_dir))
         if missing:
-            skipped.append(f"{name} x{scale} ({missing[0]} not found)")
+            skipped.append((name, scale, outermost_missing(missing[0], load_dir)))
             continue
         out = os.path.join(save_dir, name, f'x{scale}') if save_dir else None
         rows, summary = run_config(model, path, device, precision, cell_clip, load_dir, out, desc=f'{name} x{scale}',
@@ -106,8 +125,29 @@ def run_suite(model, suite, device, precision='fp32', cell_clip=None, load_dir='
         print(f"{name} x{scale}: PSNR {summary['psnr']:.4f} dB, SSIM {summary['ssim']:.4f} ({len(rows)} images)"
               + cmsr_note(summary))
     if not results:
-        raise TestError(f"suite {suite}: no data found under {load_dir} (skipped: {'; '.join(skipped)})")
+        sets = ', '.join(dict.fromkeys(name for name, _, _ in skipped))
+        raise TestError(f"suite {suite}: no data found under {load_dir} for {sets} "
+                        f"(they are not shipped with the code: {catalog.WHERE})")
     return results, per_image, skipped
+
+
+def outermost_missing(path, load_dir):
+    """load/benchmark/B100 rather than load/benchmark/B100/HR when the whole set is missing."""
+    top = os.path.normpath(load_dir)
+    while os.path.dirname(path) not in ('', top) and not os.path.isdir(os.path.dirname(path)):
+        path = os.path.dirname(path)
+    return path
+
+
+def skipped_lines(skipped):
+    """One line a set: its skipped scales and the folders that were missing."""
+    by_set = {}
+    for name, scale, folder in skipped:
+        scales, folders = by_set.setdefault(name, ([], []))
+        scales.append(f"x{scale:g}")
+        if folder not in folders:
+            folders.append(folder)
+    return [f"  {name:<9} {' '.join(scales)}: {', '.join(folders)} not found" for name, (scales, folders) in by_set.items()]
 
 
 def table(results, metric, digits, title=None):
@@ -135,19 +175,20 @@ def write_report(folder, args, results, per_image, skipped):
     os.makedirs(folder, exist_ok=True)
     files = {
         'results.csv': to_csv(results, ['dataset', 'scale', 'psnr', 'ssim', 'images']
-                              + (['cmsr_rendered'] if getattr(args, 'cmsr', None) else [])),
+                              + (['cmsr_rendered'] if args.cmsr else [])),
         'per_image.csv': to_csv(per_image, ['dataset', 'scale', 'image', 'psnr', 'ssim']),
         'results.json': json.dumps({'model': args.model, 'precision': args.precision, 'cell_clip': args.cell_clip,
-                                    'cmsr': getattr(args, 'cmsr', None), 'protocol': PROTOCOL, 'results': results,
-                                    'skipped': skipped}, indent=1),
+                                    'cmsr': args.cmsr, 'protocol': PROTOCOL, 'results': results,
+                                    'skipped': [f"{name} x{scale:g} ({folder} not found)"
+                                                for name, scale, folder in skipped]}, indent=1),
     }
     for name, text in files.items():
         atomic_write(os.path.join(folder, name), lambda f, text=text: f.write(text.encode()))
     lines = ['', table(results, 'psnr', 4), '', table(results, 'ssim', 4), '']
-    if getattr(args, 'cmsr', None):
+    if args.cmsr:
         lines += [table(results, 'cmsr_rendered', 3, title='CMSR'), '(fraction of the pixels CMSR rendered)', '']
     if skipped:
-        lines.append(f"skipped ({len(skipped)}, no data): " + '; '.join(skipped))
+        lines += [f"skipped, no data ({catalog.WHERE}):"] + skipped_lines(skipped) + ['']
     lines.append(f"written: {', '.join(os.path.join(folder, n) for n in files)}")
     return '\n'.join(lines)
 
@@ -163,17 +204,21 @@ def parse_args(argv=None):
     p.add_argument('--report', help='suite: folder for results.csv, results.json, per_image.csv '
                                     '(default: save/test/<checkpoint name>)')
     p.add_argument('--save-dir', help='write the SR images here (<set>/x<scale>/<image>.png)')
-    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
-    p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16', 'fp16'])
+    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'],
+                   help='auto (default): cuda when available, else cpu')
+    p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16', 'fp16'],
+                   help='fp32 (default, no autocast), or torch.autocast with bf16 / fp16 (fp16 is for GPUs)')
     p.add_argument('--cell-clip', type=float, nargs='?', const=4.0, default=None, metavar='S',
                    help='beyond scale S (default 4, the training maximum) give the decoder the cell of '
                         'scale S, as LTE/LMF do; off unless given')
     p.add_argument('--no-ema', action='store_true', help="use the trained weights even when the checkpoint has an EMA")
-    p.add_argument('--cmsr', metavar='TABLE', help="LM-LIIF: render beyond x4 with CMSR and this Scale2Mod table "
-                                                   "(YAML, scripts/calibrate_cmsr.py); LMF evaluates it with --cell-clip")
+    p.add_argument('--cmsr', nargs='?', const=cmsr.BESIDE, metavar='TABLE',
+                   help="LM-LIIF, LM-LTE: render beyond x4 with CMSR and this Scale2Mod table (YAML, "
+                        "scripts/calibrate_cmsr.py; without TABLE the one beside the checkpoint, NAME-cmsr.yaml); "
+                        "LMF evaluates it with --cell-clip")
     p.add_argument('--compile', action='store_true',
-                   help='decode through torch.compile (about 1.3x faster on a CPU in bf16; the first images '
-                        'wait while it compiles)')
+                   help='decode through torch.compile (the same results, faster once compiled, see '
+                        'benchmarks/RESULTS.md; the first images wait while it compiles)')
     return p.parse_args(argv)
 
 
@@ -181,7 +226,8 @@ def run(args):
     device = resolve_device(args.device)
     model, data_norm = load_model(args.model, device, ema=not args.no_ema, with_data_norm=True)
     if args.cmsr:
-        cmsr.enable(model, cmsr.load_table(args.cmsr, f'--cmsr {args.cmsr}'), f'--cmsr {args.cmsr}')
+        args.cmsr = cmsr.table_path(args.cmsr, args.model)
+        cmsr.attach(model, cmsr.load_table(args.cmsr, f'--cmsr {args.cmsr}'), f'--cmsr {args.cmsr}')
     compile_note = compile_decoder(model, device) if args.compile else None
     options = dict(device=device, precision=args.precision, cell_clip=args.cell_clip, load_dir=args.load_dir,
                    data_norm=data_norm)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from datasets.device_synthesis import to_device
 from datasets.loading import make_loader, make_sr_dataset, use_lr_on_device
 import models
-from models.checkpoint import load_checkpoint, model_from_spec, save_checkpoint
+from models.checkpoint import apply_init_weights, load_checkpoint, model_from_spec, read_init_weights, save_checkpoint
 from models.evaluate import parse_eval_type, preview, sampled_psnr, score_image
 from utils import dist, rng
 from utils.config import ConfigError, get_key, load_config
@@ -35,10 +35,10 @@ from utils.ema import EMA
 from utils.errors import exit_on_user_error
 from utils.files import atomic_write
 from utils.logger import RunLogger
-from utils.optim import make_optimizer, make_scheduler
+from utils.optim import check_optimizer, make_optimizer, make_scheduler
 from utils.speedups import SpeedUps
-from utils.training import (TimeLimit, check_finite, parse_duration, prepare_run_folder, restore_rng, resume_changes,
-                            train_step)
+from utils.training import (TimeLimit, check_finite, check_freeze, parse_duration, prepare_run_folder, restore_rng,
+                            resume_changes, resume_point, set_frozen, train_step)
 
 LOSS_CHECK_EVERY = 20   # iterations between loss read-backs (each one waits for the GPU)
 PRECISIONS = ('fp32', 'bf16')  # fp16 would need loss scaling
@@ -50,9 +50,12 @@ def parse_args(argv=None):
     p.add_argument('--name', help="run folder name under --save-dir (default: '_' + config file name)")
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                    help='override a config value, e.g. --set epoch_max=2 (repeatable; +KEY=VALUE adds a key)')
-    p.add_argument('--resume', action='store_true', help="continue the run from its folder's epoch-last.pth")
+    p.add_argument('--resume', action='store_true',
+                   help="continue the run from its folder's epoch-last.pth (a run without one yet starts "
+                        "from the beginning)")
     p.add_argument('--save-dir', default='save', help='parent folder of run folders (default: save)')
-    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
+    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'],
+                   help='auto (default): cuda when available, else cpu; torchrun: one GPU per process')
     p.add_argument('--time-limit', type=parse_duration, metavar='T',
                    help="stop after the last epoch that ends within T (e.g. 540, 9m, 2h) from the start; "
                         "--resume continues the run (for time-limited jobs)")
@@ -91,20 +94,33 @@ def prepare_training(args):
     if cfg.get('epoch_val') and (val_set or val_full):
         norm.scalars()  # whole-image scoring and previews need one sub/div: fail now, not at the first validation
 
-    # resuming: the checkpoint's config against this one
-    start = os.path.join(save_path, 'epoch-last.pth') if args.resume else cfg.get('resume')
-    prepare_run_folder(save_path, args.resume, info)
+    # resuming: the checkpoint's config against this one; a new run may start from other weights
+    resuming = resume_point(save_path, args.resume)
+    start = resuming or cfg.get('resume')
+    check_optimizer(get_key(cfg, 'optimizer'))
     ckpt = load_checkpoint(start) if start else None
-    changes = resume_changes(ckpt.get('config'), cfg) if args.resume and ckpt.get('config') else []
+    changes = resume_changes(ckpt.get('config'), cfg) if resuming and ckpt.get('config') else []
+
+    # the model, built before the run folder so that its spec, initial weights and frozen parts
+    # are checked first; all processes start from the same weights
+    rng.seed_all(seed)
+    model_spec = ckpt['model'] if ckpt else get_key(cfg, 'model')
+    model = model_from_spec(model_spec, source=start) if ckpt else models.make(model_spec)
+    if cfg.get('init_weights') and not start:
+        apply_init_weights(model, read_init_weights(cfg['init_weights']), cfg['init_weights']['path'])
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    freeze = check_freeze(cfg.get('freeze'), trainable)
+
+    restart_note = prepare_run_folder(save_path, args.resume, info)
     log = RunLogger(save_path, info.is_main)
+    if restart_note:
+        log.log(restart_note)
     if info.is_main:
         text = yaml.safe_dump(cfg, sort_keys=False).encode()
         atomic_write(os.path.join(save_path, 'config.yaml'), lambda f: f.write(text))
 
-    # model, optimizer, schedule, EMA; all processes start from the same weights
-    rng.seed_all(seed)
-    model_spec = ckpt['model'] if ckpt else get_key(cfg, 'model')
-    model = speed.prepare((model_from_spec(model_spec, source=start) if ckpt else models.make(model_spec)).to(device))
+    # optimizer, schedule, EMA
+    model = speed.prepare(model.to(device))
     optimizer = make_optimizer(model.parameters(), get_key(cfg, 'optimizer'))
     ema = EMA(model, get_key(cfg, 'ema.decay')) if cfg.get('ema') else None
     epoch_start, iteration, best = 1, 0, -math.inf
@@ -131,10 +147,12 @@ def prepare_training(args):
     if ckpt and 'rng' in ckpt:
         restore_rng(ckpt['rng'], info, log)
 
-    step_model = model  # what the training step calls: the model, wrapped for DDP and compiled when asked
-    if info.world_size > 1:
-        step_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
-    step_model = speed.wrap(step_model)
+    if cfg.get('init_weights') and not start:
+        log.log(f"initialised {', '.join(cfg['init_weights']['modules'])} from {cfg['init_weights']['path']}")
+    set_frozen(model, freeze, epoch_start, trainable)
+    for module, epochs in freeze.items():
+        if epoch_start <= epochs:
+            log.log(f"{module} frozen until the end of epoch {epochs}")
     log.log(f"model {model_spec['name']}: {sum(p.numel() for p in model.parameters()):,} parameters; "
             f"{info.world_size} process(es) on {device.type}, global batch {cfg['train_dataset']['batch_size']}, "
             f"{len(train_loader)} iterations/epoch" + (", LR made on the device" if lr_on_device else '')
@@ -144,10 +162,20 @@ def prepare_training(args):
     return SimpleNamespace(
         cfg=cfg, info=info, device=device, precision=precision, speed=speed, save_path=save_path, log=log,
         norm=norm, eval_type=eval_type, eval_bsize=eval_bsize, train_set=train_set, train_loader=train_loader,
-        val_set=val_set, val_loader=val_loader, val_full=val_full, lr_on_device=lr_on_device,
-        model_spec=model_spec, model=model, step_model=step_model, optimizer=optimizer, scheduler=scheduler,
+        val_set=val_set, val_loader=val_loader, val_full=val_full, lr_on_device=lr_on_device, freeze=freeze,
+        trainable=trainable,
+        model_spec=model_spec, model=model, step_model=step_model(model, info, speed), optimizer=optimizer,
+        scheduler=scheduler,
         lr_per_iteration=lr_per_iteration, ema=ema, epoch_start=epoch_start, epoch_max=get_key(cfg, 'epoch_max'),
         iteration=iteration, best=best)
+
+
+def step_model(model, info, speed):
+    """What the training step calls: the model, wrapped for DDP (which syncs the parameters that
+    train when it is made) and compiled when asked."""
+    if info.world_size > 1:
+        model = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == 'cuda' else None)
+    return speed.wrap(model)
 
 
 def train_epoch(run, epoch):
@@ -223,6 +251,10 @@ def train(args):
     epoch_val = run.cfg.get('epoch_val')
     for epoch in range(run.epoch_start, run.epoch_max + 1):
         t0 = time.time()
+        if set_frozen(run.model, run.freeze, epoch, run.trainable):
+            run.step_model = step_model(run.model, run.info, run.speed)
+            thawed = [module for module, epochs in run.freeze.items() if epochs == epoch - 1]
+            run.log.log(f"epoch {epoch}: {', '.join(thawed)} trained from now on (frozen until now)")
         lr = run.optimizer.param_groups[0]['lr']
         loss = train_epoch(run, epoch)
         its = len(run.train_loader) / (time.time() - t0)

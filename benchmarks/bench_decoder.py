@@ -141,7 +141,7 @@ def memory_case(args):
     """Runs in a fresh subprocess: one upscale, prints one JSON line."""
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    model, _ = get_model(args.weights)
+    model, _ = get_model(args.weights, args.model_config)
     model.to(device)
     torch.manual_seed(0)
     size = args.memory_case
@@ -172,7 +172,7 @@ def memory_case(args):
 
 
 def bench_memory(args, sizes):
-    chunk = args.memory_chunk or default_chunk(args.device)
+    chunk = args.memory_chunk or default_chunk(args.device, get_model(args.weights, args.model_config)[0])
     print(f'\n== 2. memory: x{args.scale} upscale() of n x n inputs, tile {args.tile}, chunk {chunk:,}, '
           f'{args.memory_precision}, decoder "fast"; one fresh subprocess per size, one run each ==')
     print(f'{"input":>11} {"output":>11} {"tiles":>5} {"peak RSS +":>11} {"output":>10} '
@@ -182,7 +182,8 @@ def bench_memory(args, sizes):
         cmd = [sys.executable, os.path.abspath(__file__), '--memory-case', str(size),
                '--threads', str(args.threads), '--device', args.device, '--tile', str(args.tile),
                '--scale', str(args.scale),
-               '--memory-precision', args.memory_precision, '--weights', args.weights or '']
+               '--memory-precision', args.memory_precision, '--weights', args.weights or '',
+               '--model-config', args.model_config or '']
         if args.memory_chunk is not None:
             cmd += ['--memory-chunk', str(args.memory_chunk)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -245,6 +246,9 @@ def main():
     p.add_argument('--weights', default=DEFAULT_WEIGHTS,
                    help='LIIF checkpoint; random weights of the same architecture if the file is absent '
                         '(default: %(default)s)')
+    p.add_argument('--model-config', default=None, metavar='YAML',
+                   help='another model (a configs/models/ file, random weights) instead of EDSR-baseline-LIIF, '
+                        'e.g. configs/models/swinir-liif.yaml for a window encoder\'s memory')
     p.add_argument('--memory-case', type=int, default=None, help=argparse.SUPPRESS)  # internal
     args = p.parse_args()
 
@@ -260,14 +264,14 @@ def main():
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print_device(torch.get_num_threads(), device)
-    model, source = get_model(args.weights)
+    model, source = get_model(args.weights, args.model_config)
     model.to(device)
     print(f'model  : LIIF, EDSR-baseline encoder + MLP 256x4, {source}')
     if args.quick:
         print('mode   : --quick (tiny sizes: a smoke check, not representative figures)')
 
     if not args.skip_speed:
-        bench_speed(model, lr, args.scale, args.chunk or default_chunk(device), repeats, args.compile)
+        bench_speed(model, lr, args.scale, args.chunk or default_chunk(device, model), repeats, args.compile)
     if not args.skip_memory:
         bench_memory(args, sizes)
 

@@ -23,18 +23,23 @@ import torch  # noqa: E402
 
 from models.checkpoint import load_model  # noqa: E402
 from utils.device import resolve_device  # noqa: E402
+from utils.errors import exit_on_user_error  # noqa: E402
 from test import CONFIG_DIR, run_config  # noqa: E402
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--model', required=True)
-    p.add_argument('--config', default=os.path.join(CONFIG_DIR, 'test-set14-4.yaml'))
-    p.add_argument('--load-dir', default='load')
+    p.add_argument('--model', required=True, help='checkpoint (official format)')
+    p.add_argument('--config', default=os.path.join(CONFIG_DIR, 'test-set14-4.yaml'),
+                   help='the test config to time (default: Set14 x4, which needs load/benchmark/Set14)')
+    p.add_argument('--load-dir', default='load', help="the folder the configs' ./load/ paths point at (default: load)")
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch decides)')
     p.add_argument('--compile', action='store_true', help='also bf16 with the compiled decoder')
-    args = p.parse_args()
+    exit_on_user_error('bench_test_suite.py', bench, p.parse_args(argv))
+
+
+def bench(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

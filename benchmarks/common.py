@@ -14,6 +14,7 @@ import torch  # noqa: E402
 import datasets  # noqa: E402
 import models  # noqa: E402
 from models.checkpoint import load_model  # noqa: E402
+from utils.config import load_config  # noqa: E402
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(REPO), 'shared', 'weights', 'edsr-baseline-liif.pth')
 SPEC = {'name': 'liif', 'args': {
@@ -25,9 +26,13 @@ CPU = torch.device('cpu')
 
 # --- setup --------------------------------------------------------------------------------
 
-def get_model(weights):
-    """(model in eval mode, description). Random weights of the same architecture if the
-    checkpoint file does not exist (timing and memory do not depend on the weights)."""
+def get_model(weights, config=None):
+    """(model in eval mode, description). With `config` (a configs/models/ file), that model with
+    random weights (seed 0); else the checkpoint, or random weights of EDSR-baseline-LIIF if the
+    file does not exist (timing and memory do not depend on the weights)."""
+    if config:
+        torch.manual_seed(0)
+        return models.make(load_config(config)['model']).eval(), f'{config}, random weights'
     if weights and os.path.isfile(weights):
         return load_model(weights), f'checkpoint {weights}'
     torch.manual_seed(0)

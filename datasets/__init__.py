@@ -1,2 +1,2 @@
-from .datasets import register, make, DataError
+from .datasets import register, make, ArgError, DataError
 from . import image_folder, wrappers

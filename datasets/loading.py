@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from utils.config import ConfigError, get_key
 from utils.errors import first_line
-from .datasets import DataError, make
+from .datasets import ArgError, DataError, make
 
 
 def make_sr_dataset(cfg, key, seed):
@@ -28,6 +28,8 @@ def build(spec, key, part, args):
         return make(spec[part], args)
     except KeyError as e:
         raise ConfigError(f"{key}.{part}: {e.args[0]}") from None
+    except ArgError as e:
+        raise ConfigError(f"{key}.{part}.args.{e}") from None
     except DataError as e:
         raise DataError(f"{key}: {e}") from None
     except TypeError as e:

@@ -18,8 +18,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from utils.config import is_number
 from utils.coords import to_pixel_samples
-from .datasets import DataError, register
+from .datasets import ArgError, DataError, register
 
 
 def resize_bicubic(img, size):
@@ -33,10 +34,38 @@ def to_tensor(img):
     return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div_(255)  # a writable copy
 
 
+def whole(value, least=1):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+# the wrappers' arguments by meaning (a name means the same in every wrapper), checked when a
+# wrapper is made, so that a bad config value fails before training starts, naming its key
+ARGS = {
+    'inp_size': (lambda v: v is None or whole(v), 'a positive whole number of LR pixels, or null (whole images)'),
+    'sample_q': (lambda v: v is None or whole(v), 'a positive whole number of query pixels, or null (all of them)'),
+    'augment': (lambda v: isinstance(v, bool), 'true or false'),
+    'fit_scale': (lambda v: isinstance(v, bool), 'true or false'),
+    'seed': (lambda v: whole(v, 0), 'a whole number >= 0'),
+    'scale_min': (lambda v: is_number(v) and v >= 1, 'a number >= 1 (the HR side over the LR side)'),
+    'scale_max': (lambda v: v is None or is_number(v), 'a number >= scale_min, or null (scale_min)'),
+    'size_min': (lambda v: whole(v), 'a positive whole number of pixels'),
+    'size_max': (lambda v: v is None or whole(v), 'a positive whole number of pixels, or null (size_min)'),
+    'gt_resize': (lambda v: v is None or whole(v), 'a positive whole number of pixels, or null'),
+}
+
+
+def check_args(**values):
+    for name, value in values.items():
+        valid, expected = ARGS[name]
+        if not valid(value):
+            raise ArgError(name, value, expected)
+
+
 class SRWrapper(Dataset):
     """Shared sampling: augmentation, pixel sampling, cells. Subclasses implement `crop(idx, rng)`."""
 
     def __init__(self, dataset, augment=False, sample_q=None, seed=0):
+        check_args(augment=augment, sample_q=sample_q, seed=seed)
         self.dataset = dataset
         self.augment = augment
         self.sample_q = sample_q
@@ -104,6 +133,13 @@ class SRImplicitDownsampled(SRWrapper):
     def __init__(self, dataset, inp_size=None, scale_min=1, scale_max=None, augment=False, sample_q=None, seed=0,
                  fit_scale=False):
         super().__init__(dataset, augment, sample_q, seed)
+        check_args(inp_size=inp_size, scale_min=scale_min, scale_max=scale_max, fit_scale=fit_scale)
+        if scale_max is not None and scale_max < scale_min:
+            raise ArgError('scale_max', scale_max, f"a number >= scale_min ({scale_min:g})")
+        if inp_size is not None and sample_q is not None and sample_q > round(inp_size * scale_min) ** 2:
+            side = round(inp_size * scale_min)
+            raise ArgError('sample_q', sample_q, f"at most {side * side}, the pixels of the smallest HR crop "
+                                                 f"({side}x{side}: inp_size {inp_size} x scale_min {scale_min:g})")
         self.inp_size = inp_size
         self.scale_min = scale_min
         self.scale_max = scale_min if scale_max is None else scale_max
@@ -164,6 +200,7 @@ class SRImplicitPaired(SRWrapper):
 
     def __init__(self, dataset, inp_size=None, augment=False, sample_q=None, seed=0):
         super().__init__(dataset, augment, sample_q, seed)
+        check_args(inp_size=inp_size)
         self.inp_size = inp_size
 
     def crop(self, idx, rng):
@@ -190,6 +227,9 @@ class SRImplicitUniformVaried(SRWrapper):
 
     def __init__(self, dataset, size_min, size_max=None, augment=False, gt_resize=None, sample_q=None, seed=0):
         super().__init__(dataset, False, sample_q, seed)
+        check_args(augment=augment, size_min=size_min, size_max=size_max, gt_resize=gt_resize)
+        if size_max is not None and size_max < size_min:
+            raise ArgError('size_max', size_max, f"a whole number >= size_min ({size_min})")
         self.size_min = size_min
         self.size_max = size_min if size_max is None else size_max
         self.flip = augment

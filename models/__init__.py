@@ -1,2 +1,2 @@
 from .models import register, make
-from . import edsr, rdn, mlp, liif, metasr, lmmlp, lmliif
+from . import edsr, rdn, swinir, mlp, liif, metasr, lte, lmmlp, lmliif, lmlte

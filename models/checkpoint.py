@@ -11,6 +11,7 @@ import torch
 from utils.data_norm import DataNorm
 from utils.errors import UserError, first_line, message
 from utils.files import atomic_write
+from .base import LocalImplicitSR
 from .models import make
 
 
@@ -69,6 +70,33 @@ def model_from_spec(spec, source='checkpoint'):
     return model
 
 
+def read_init_weights(spec):
+    """Config `init_weights: {path: CKPT, modules: [encoder, ...]}`: the weights of those
+    submodules in that checkpoint's model, for a new run to start from (e.g. a trained encoder
+    under another decoder). Read before the run folder is made."""
+    if not (isinstance(spec, dict) and set(spec) == {'path', 'modules'} and isinstance(spec['path'], str)
+            and isinstance(spec['modules'], list) and spec['modules']
+            and all(isinstance(m, str) and m for m in spec['modules'])):
+        raise CheckpointError(f"init_weights {spec!r}: expected {{path: CHECKPOINT, modules: [MODULE, ...]}}")
+    sd = strip_module_prefix(load_checkpoint(spec['path'])['model']['sd'])
+    prefixes = tuple(m + '.' for m in spec['modules'])
+    picked = {k: v for k, v in sd.items() if k.startswith(prefixes)}
+    empty = [m for m in spec['modules'] if not any(k.startswith(m + '.') for k in picked)]
+    if empty:
+        raise CheckpointError(f"init_weights: {spec['path']} has no module {empty[0]!r}")
+    return picked
+
+
+def apply_init_weights(model, weights, path):
+    """Copy `weights` (from `read_init_weights`) into `model`; every name and shape must fit."""
+    own = model.state_dict()
+    for key, value in weights.items():
+        if key not in own or own[key].shape != value.shape:
+            what = 'not in the model' if key not in own else f'shape {tuple(value.shape)} vs {tuple(own[key].shape)}'
+            raise CheckpointError(f"init_weights: {path}: {key} does not fit the model ({what})")
+    model.load_state_dict(weights, strict=False)
+
+
 OFFICIAL_DATA_NORM = (0.5, 0.5)  # what the official checkpoints were trained with; they do not record it
 
 
@@ -83,6 +111,9 @@ def load_model(path, device='cpu', ema=True, with_data_norm=False):
     if ema and isinstance(ckpt.get('ema'), dict) and 'sd' in ckpt['ema']:
         spec = dict(spec, sd=ckpt['ema']['sd'])
     model = model_from_spec(spec, source=path).to(device).eval()
+    if not isinstance(model, LocalImplicitSR):
+        raise CheckpointError(f"{path}: holds model {spec['name']!r}, not an arbitrary-scale model "
+                              f"(an encoder with a decoder such as liif)")
     if not with_data_norm:
         return model
     try:

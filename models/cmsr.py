@@ -1,11 +1,12 @@
-"""CMSR, controllable multi-scale rendering (LMF's `query_rgb_cmsr`), for models/lmliif.py.
+"""CMSR, controllable multi-scale rendering (LMF's `query_rgb_cmsr`), for the latent-modulated
+models (models/modulated.py: LM-LIIF, LM-LTE), which carry it as `model.cmsr`.
 
 CMSR never changes the render MLP; it changes the resolution at which the MLP is queried,
 per LR pixel. Pixels whose modulations are weak (little detail: small mean |shift|) are
 rendered at a low "decode scale" d and bilinearly upsampled; the rest at higher d.
 
   S = sqrt(#queries / (h*w)), the target scale (the queries must be the full output grid).
-  Table (cmsr_spec['s2m_tables'], {target scale: {decode scale: threshold}}): the first
+  Table ({target scale: {decode scale: threshold}}, the official cmsr_spec's s2m_tables): the first
   target key >= S, else the last. Its decode scales below S, with thresholds [0, values...];
   if the last value is < 1, S itself is appended as the final level.
   Level i at scale d: the grid is feat_coord bilinearly resized to (int(h*d), int(w*d)) (pixel
@@ -17,9 +18,8 @@ rendered at a low "decode scale" d and bilinearly upsampled; the rest at higher 
   bilinearly resampled (border padding) onto the level's grid and its points overwritten; the
   last level's canvas is the output, bilinearly resampled to the queries if d < S (or if the
   queries are not its grid: other scales per axis, which the official code does not handle).
-The modulations (and so the strengths) are those of the forward call's cell. cmsr_spec's
-'mse_threshold' and 'path' only record where the table came from. CMSR needs the whole output
-grid at once, so models/upscale.py decodes an image whole (not in tiles) when it applies.
+The strengths are those of the forward call's cell. CMSR needs the whole output grid at once,
+so models/upscale.py decodes an image whole (not in tiles) when it applies.
 
 Calibration (the official init_cmsr / update_scale2mean; `calibrate_image`, driven by
 scripts/calibrate_cmsr.py) makes the table for a target scale S from LR images and the trained
@@ -33,13 +33,13 @@ model, without ground truth: the reference is the model's own full render at S.
   value (0 if none) becomes the entry for d if smaller, and every smaller d is lowered to it.
   Cells are the true ones throughout (no cell clip), as the data set gives them.
 So thresholds never decrease with d, and for every image seen and every d, each value up to
-table[d] whose bin had pixels got them within the MSE bound from level d. Values above the last
-level's threshold are left to S (entry 1). Tables are YAML {S: {d: threshold}}, as the official
-files; LMF.md does not say how the official code rounds or whether it keeps every decode scale
-(its shipped x6 table has 1, 2, 4, 6 only), so tables written here keep all of them.
+table[d] whose bin had pixels got them within the MSE bound from level d. Tables are YAML
+{S: {d: threshold}}, as the official files, keeping every decode scale (the official shipped x6
+table has 1, 2, 4, 6 only; how it drops the others is not documented).
 """
 import math
 import numbers
+import os
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +51,7 @@ from utils.errors import UserError
 from utils.files import atomic_write
 
 DECODE_SCALES = (1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32)  # the decode scales a calibrated table starts with
-N_VALUES = 101   # candidate thresholds 0, 0.01, ..., 1
+N_VALUES = 101   # candidate thresholds 0, 0.01, ..., 1 (LM-LTE: 0, 0.005, ..., 0.5: `cmsr_top`)
 BIN = 0.001      # a candidate's bin: the pixels whose strength lies within this of it
 
 
@@ -97,61 +97,90 @@ def resample(img, coord):
     return out.view(*img.shape[:2], *coord.shape[:-1])
 
 
-def render(model, inp, coord, hyper_cell, bsize=None):
-    """CMSR output (1, Q, 3) for the full output grid `coord` (1, Q, 2), after model.gen_feat(inp)."""
-    B, Q = coord.shape[:2]
-    h, w = model.feat.shape[-2:]
-    if B != 1:
-        raise ValueError("CMSR renders one image at a time (batch size 1), as the official code")
-    spec = model.cmsr_spec
-    if spec.get('s2m_tables') is None:
-        raise ValueError("cmsr_spec needs 's2m_tables' (scripts/calibrate_cmsr.py makes them)")
-    scale = math.sqrt(Q / (h * w))
-    levels, thresholds = decode_levels(spec['s2m_tables'], scale)
-    strength = model.shift_strength(hyper_cell)
-    grids, masks, coords, cells = [], [], [], []
-    for i, d in enumerate(levels):
-        grid = level_grid(h, w, d, device=coord.device)
-        near = F.grid_sample(strength, grid.flip(-1).unsqueeze(0), mode='nearest', align_corners=False)
-        mask = level_mask(near[0, 0], thresholds, i, len(levels))
-        qh, qw = grid.shape[:2]
-        points = grid[mask]
-        # beyond the training scales, cells are widened as test.py does for the whole image
-        cell = torch.tensor([2 / qh, 2 / qw], device=coord.device) * max(d / model.max_scale, 1)
-        grids.append(grid)
-        masks.append(mask)
-        coords.append(points)
-        cells.append(cell.expand_as(points))
-    counts = [len(c) for c in coords]
-    pred = model.batched_decode(torch.cat(coords).unsqueeze(0), torch.cat(cells).unsqueeze(0),
-                                hyper_cell, bsize)[0]
-    if spec.get('log'):
+class CMSR:
+    """A Scale2Mod table in use: what a latent-modulated model carries as `model.cmsr` (the
+    official `cmsr_spec`), with a record of what it rendered (`last`: the last image's levels and
+    points; `take_stats`: totals since the last call)."""
+
+    def __init__(self, tables, source='cmsr_spec'):
+        self.tables = check_table(tables, source)
+        self.source = source
+        self.last = None
+        self.stats = {'images': 0, 'queries': 0, 'rendered': 0}
+
+    @classmethod
+    def from_spec(cls, spec):
+        """From the official `cmsr_spec` {mse_threshold, path, s2m_tables, log}: the table is what
+        counts ('mse_threshold' and 'path' only record where it came from)."""
+        if not isinstance(spec, dict) or spec.get('s2m_tables') is None:
+            raise CMSRError("cmsr_spec needs 's2m_tables' (scripts/calibrate_cmsr.py makes them)")
+        return cls(spec['s2m_tables'], spec.get('path') or 'cmsr_spec')
+
+    @staticmethod
+    def active(n_queries, h, w):
+        """The official rule: CMSR renders calls of more than 16 queries per LR pixel (beyond x4)."""
+        return n_queries > 16 * h * w
+
+    def take_stats(self):
+        """{images, queries, rendered} of the calls rendered since the last call, then reset."""
+        stats, self.stats = self.stats, {'images': 0, 'queries': 0, 'rendered': 0}
+        return stats
+
+    def rendered_fraction(self):
+        """The fraction of the output pixels rendered since the last call, then reset; None when
+        CMSR rendered nothing (x4 and below)."""
+        stats = self.take_stats()
+        return stats['rendered'] / stats['queries'] if stats['queries'] else None
+
+    def render(self, model, coord, hyper_cell, bsize=None):
+        """CMSR output (1, Q, 3) for the full output grid `coord` (1, Q, 2), after model.gen_feat."""
+        B, Q = coord.shape[:2]
+        h, w = model.feat.shape[-2:]
+        if B != 1:
+            raise ValueError("CMSR renders one image at a time (batch size 1), as the official code")
+        scale = math.sqrt(Q / (h * w))
+        levels, thresholds = decode_levels(self.tables, scale)
+        strength = model.shift_strength(hyper_cell)
+        grids, masks, coords, cells = [], [], [], []
+        for i, d in enumerate(levels):
+            grid = level_grid(h, w, d, device=coord.device)
+            near = F.grid_sample(strength, grid.flip(-1).unsqueeze(0), mode='nearest', align_corners=False)
+            mask = level_mask(near[0, 0], thresholds, i, len(levels))
+            qh, qw = grid.shape[:2]
+            points = grid[mask]
+            # beyond the training scales, cells are widened as test.py does for the whole image
+            cell = torch.tensor([2 / qh, 2 / qw], device=coord.device) * max(d / model.max_scale, 1)
+            grids.append(grid)
+            masks.append(mask)
+            coords.append(points)
+            cells.append(cell.expand_as(points))
+        counts = [len(c) for c in coords]
+        pred = model.batched_query(torch.cat(coords).unsqueeze(0), torch.cat(cells).unsqueeze(0), bsize,
+                                   hyper_cell=hyper_cell)[0]
         # 'official_ratio' is what the official log accumulates (total_q / total_qn): it weights
         # level d's points by (d / S)^2, so it is not the fraction of points rendered.
-        model.cmsr_log = {'scale': scale, 'levels': levels, 'thresholds': thresholds, 'points': counts,
-                          'rendered_fraction': sum(counts) / Q,
-                          'official_ratio': sum(n * d * d for n, d in zip(counts, levels)) / (scale * scale * Q)}
-    stats = getattr(model, 'cmsr_stats', None)
-    if stats is not None:  # what test.py reports per set and scale
-        stats['images'] += 1
-        stats['queries'] += Q
-        stats['rendered'] += sum(counts)
+        self.last = {'scale': scale, 'levels': levels, 'thresholds': thresholds, 'points': counts,
+                     'rendered_fraction': sum(counts) / Q,
+                     'official_ratio': sum(n * d * d for n, d in zip(counts, levels)) / (scale * scale * Q)}
+        self.stats['images'] += 1
+        self.stats['queries'] += Q
+        self.stats['rendered'] += sum(counts)
 
-    canvas = inp
-    last = len(levels) - 1
-    for i, (grid, mask, preds) in enumerate(zip(grids, masks, pred.split(counts))):
-        # The official code skips empty levels; when the last one is empty it then returns the
-        # previous level's (1, 3, qh, qw) canvas instead of a (1, Q, 3) result. Here the last
-        # level is always taken (resample, nothing to overwrite), giving the full-grid result.
-        if len(preds) == 0 and i != last:
-            continue
-        canvas = resample(canvas, grid)
-        canvas[:, :, mask] = preds.t().unsqueeze(0).to(canvas.dtype)
-    if levels[-1] == scale and is_grid_of(coord[0], *canvas.shape[-2:]):
-        # the last level is the output grid itself: its canvas, row-major, is the answer
-        return canvas.flatten(2).permute(0, 2, 1)
-    # a lower last level, or an output grid that is not int(h S) x int(w S) (other scales per axis)
-    return resample(canvas, coord[0]).permute(0, 2, 1)
+        canvas = model.inp
+        last = len(levels) - 1
+        for i, (grid, mask, preds) in enumerate(zip(grids, masks, pred.split(counts))):
+            # The official code skips empty levels; when the last one is empty it then returns the
+            # previous level's (1, 3, qh, qw) canvas instead of a (1, Q, 3) result. Here the last
+            # level is always taken (resample, nothing to overwrite), giving the full-grid result.
+            if len(preds) == 0 and i != last:
+                continue
+            canvas = resample(canvas, grid)
+            canvas[:, :, mask] = preds.t().unsqueeze(0).to(canvas.dtype)
+        if levels[-1] == scale and is_grid_of(coord[0], *canvas.shape[-2:]):
+            # the last level is the output grid itself: its canvas, row-major, is the answer
+            return canvas.flatten(2).permute(0, 2, 1)
+        # a lower last level, or an output grid that is not int(h S) x int(w S) (other scales per axis)
+        return resample(canvas, coord[0]).permute(0, 2, 1)
 
 
 def is_grid_of(coord, qh, qw):
@@ -162,7 +191,7 @@ def is_grid_of(coord, qh, qw):
     return bool((rows == rows[:, :1]).all()) and (qh == 1 or bool(rows[1, 0] != rows[0, 0]))
 
 
-# --- tables: reading, checking, enabling -----------------------------------------------------
+# --- tables: reading, checking, attaching ----------------------------------------------------
 
 def load_table(path, label=None):
     """The Scale2Mod tables {S: {d: threshold}} in the YAML file at `path` (yaml.safe_load),
@@ -194,24 +223,22 @@ def check_table(data, label):
     return data
 
 
-def enable(model, tables, label='CMSR'):
-    """Switch CMSR on for `model` (an LM-LIIF) with checked `tables`, counting what it renders."""
-    if not hasattr(model, 'cmsr_active'):
-        raise CMSRError(f"{label}: model {type(model).__name__} has no CMSR (it needs an lmliif checkpoint)")
-    if not getattr(model.imnet, 'mod_shift', False):
-        raise CMSRError(f"{label}: this lmliif has no shift modulations (mod_shift), which CMSR measures")
-    model.cmsr_spec = {'mse_threshold': None, 'path': label, 's2m_tables': tables, 'log': True}
-    take_stats(model)
+BESIDE = 'beside'  # a bare --cmsr: the table shipped beside the checkpoint
 
 
-def take_stats(model):
-    """What CMSR rendered since the last call ({images, queries, rendered}, counts of calls that
-    went through CMSR), then reset; None when CMSR is off."""
-    if getattr(model, 'cmsr_spec', None) is None:
-        return None
-    stats = getattr(model, 'cmsr_stats', None)
-    model.cmsr_stats = {'images': 0, 'queries': 0, 'rendered': 0}
-    return stats
+def table_path(option, checkpoint):
+    """The table a --cmsr option names: its own value, or for a bare --cmsr the table beside the
+    checkpoint (`NAME.pth` -> `NAME-cmsr.yaml`, as save/pretrained/ ships them)."""
+    return os.path.splitext(checkpoint)[0] + '-cmsr.yaml' if option == BESIDE else option
+
+
+def attach(model, tables, label):
+    """Give `model` (an LM-LIIF or LM-LTE) a CMSR with the checked `tables` (`load_table`);
+    errors name `label`, e.g. the command-line option."""
+    if not model.supports_cmsr:
+        raise CMSRError(f"{label}: model {type(model).__name__} has no CMSR (it needs an lmliif or lmlte "
+                        f"checkpoint with shift modulations)")
+    model.cmsr = CMSR(tables, label)
 
 
 def number(x):
@@ -250,19 +277,20 @@ def decode_grid(model, ys, xs, cell, chunk):
                       for i in range(0, len(ys), rows)]).permute(2, 0, 1)
 
 
-def accepted_value(err, strength, mse_threshold):
-    """The walk over the candidate values: the last value v (0, 0.01, ..., 1) before the first
-    whose bin (pixels with |strength - v| <= BIN) has a mean error above `mse_threshold`; an
-    empty bin passes. err, strength: per output pixel. 0 when the first value fails."""
-    k = torch.round(strength * (N_VALUES - 1)).long()
-    inside = ((strength - k / (N_VALUES - 1)).abs() <= BIN) & (k >= 0) & (k < N_VALUES)
+def accepted_value(err, strength, mse_threshold, top=1.0):
+    """The walk over the candidate values: the last value v (0, top/100, ..., top) before the
+    first whose bin (pixels with |strength - v| <= BIN) has a mean error above `mse_threshold`;
+    an empty bin passes. err, strength: per output pixel. 0 when the first value fails."""
+    step = top / (N_VALUES - 1)
+    k = torch.round(strength / step).long()
+    inside = ((strength - k * step).abs() <= BIN) & (k >= 0) & (k < N_VALUES)
     sums = torch.bincount(k[inside], weights=err[inside].double(), minlength=N_VALUES)
     counts = torch.bincount(k[inside], minlength=N_VALUES)
     accepted = 0.0
     for i, (total, n) in enumerate(zip(sums.tolist(), counts.tolist())):
         if n and total / n > mse_threshold:
             break
-        accepted = i / (N_VALUES - 1)
+        accepted = round(i * step, 10)
     return accepted
 
 
@@ -285,7 +313,7 @@ def calibrate_image(model, inp, scale, mse_threshold, table, chunk=32768):
         ly, lx = level_axes(h, w, d, device=inp.device)
         level = decode_grid(model, ly, lx, torch.tensor([2 / len(ly), 2 / len(lx)], device=inp.device), chunk)
         err = (resample(level.unsqueeze(0), coord)[0] - reference).square().mean(0).flatten()
-        accepted[d] = accepted_value(err, strength, mse_threshold)
+        accepted[d] = accepted_value(err, strength, mse_threshold, model.cmsr_top)
         table[d] = min(table[d], accepted[d])
         for k in table:
             if k < d:

@@ -10,6 +10,7 @@ import math
 import torch
 import torch.nn as nn
 
+from .base import conv_radius
 from .models import register
 
 
@@ -67,6 +68,10 @@ class EDSR(nn.Module):
         else:
             self.out_dim = n_colors
             self.tail = nn.Sequential(Upsampler(scale, n_feats), conv3x3(n_feats, n_colors))
+        # the encoder contract (models/base.py); an upsampling EDSR's features are not on the
+        # input's grid, so it is encoded whole
+        self.receptive_radius = conv_radius(self) if no_upsampling else None
+        self.window = 1
 
     def forward(self, x):
         x = self.head(x)

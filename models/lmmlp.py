@@ -7,7 +7,7 @@ hidden layers at even indices, ReLUs between), so its checkpoints load strictly.
 
 Modulation vector layout (the official one): all scales first, layer l's at
 [l*hidden_dim, (l+1)*hidden_dim), then all shifts in the same order. With only one of
-mod_scale / mod_shift the other block is absent (by analogy; LMF.md documents only both on).
+mod_scale / mod_shift the other block is absent (by analogy; the official configs turn both on).
 """
 import torch.nn as nn
 

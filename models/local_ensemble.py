@@ -83,3 +83,26 @@ def sample_nearest(grid, coord):
     """Value of `grid` (B, C, h, w) at the cell nearest to each coord (B, Q, 2): (B, Q, C)."""
     samples = F.grid_sample(grid, coord.flip(-1).unsqueeze(1), mode='nearest', align_corners=False)
     return samples[:, :, 0, :].permute(0, 2, 1)
+
+
+def lr_conv(feat, weight, bias, k):
+    """A linear layer over each LR pixel's k x k neighbourhood of `feat` (unfold's channel-major
+    order: weight (D, C*k*k)), as a convolution: rows (B*h*w, D). The first layer of a decoder
+    whose input starts with unfolded features, computed once at LR resolution."""
+    weight = weight.reshape(weight.shape[0], feat.shape[1], k, k)  # (c, ky, kx) is a conv weight's layout
+    return grid_rows(F.conv2d(feat, weight, bias, padding=k // 2))
+
+
+def lr_skip(inp, coord, top, left, full_h, full_w, whole):
+    """The bilinear sample (border padding, align_corners=False, as LTE's skip connection) of the
+    LR input at coord (B, Q, 2): (B, Q, C). `inp` is the crop at (top, left) of the
+    full_h x full_w input, its own frame when `whole` (a direct call: the features may then be
+    larger than the input, as SwinIR pads it)."""
+    if not whole:  # coordinates in the crop's frame
+        hc, wc = inp.shape[-2:]
+        scale = torch.tensor([full_h / hc, full_w / wc], dtype=coord.dtype, device=coord.device)
+        offset = torch.tensor([2 * top / hc, 2 * left / wc], dtype=coord.dtype, device=coord.device)
+        coord = (coord + 1) * scale - 1 - offset
+    out = F.grid_sample(inp, coord.flip(-1).unsqueeze(1).to(inp.dtype), mode='bilinear', padding_mode='border',
+                        align_corners=False)
+    return out[:, :, 0, :].permute(0, 2, 1)

@@ -1,40 +1,50 @@
 """MetaSR (Hu et al., CVPR 2019) as LIIF's paper compares it: a meta-MLP maps a query's
 position inside its LR pixel and the relative cell size to the weights of a per-query linear
-layer, which is applied to the 3x3-unfolded latent of that LR pixel.
+layer, which is applied to the 3x3-unfolded latent of that LR pixel (the one holding the
+query pixel's top-left corner).
 
 Key names (`encoder.*`, `imnet.layers.{0,2}`) match the official LIIF code's `metasr`.
 """
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.coords import coord_seq, nearest_index
+from utils.coords import coord_seq, make_coord, nearest_index
+from .base import LocalImplicitSR
+from .local_ensemble import gather_rows, grid_rows, sample_nearest
 from .models import make, register
 
 
 @register('metasr')
-class MetaSR(nn.Module):
+class MetaSR(LocalImplicitSR):
     def __init__(self, encoder_spec):
-        super().__init__()
-        self.encoder = make(encoder_spec)
+        super().__init__(encoder_spec)
         # (relative row, relative col, relative cell) -> a (C*9) x 3 weight matrix
         self.imnet = make({'name': 'mlp', 'args': {'in_dim': 3, 'out_dim': self.encoder.out_dim * 9 * 3,
                                                    'hidden_list': [256]}})
 
-    def gen_feat(self, inp, window=None):
-        """As `LIIF.gen_feat`: `window = (top, left, full_h, full_w)` places `inp` in a larger image."""
-        self.feat = self.encoder(inp)
-        h, w = self.feat.shape[-2:]
-        self.window = tuple(window) if window is not None else (0, 0, h, w)
-        return self.feat
+    def apply(self, q_feat, rel):
+        """The per-query linear layer: unfolded latents (N, C*9) and (rel row, rel col, rel cell) (N, 3)."""
+        weights = self.imnet(rel).view(len(rel), -1, 3)
+        return torch.bmm(q_feat.unsqueeze(1), weights).squeeze(1)
 
-    def query_rgb(self, coord, cell):
-        """coord, cell: (B, Q, 2) -> (B, Q, 3)."""
-        top, left, full_h, full_w = self.window
-        B, Q = coord.shape[:2]
-        feat = self.feat
-        h, w = feat.shape[-2:]
-        feat = F.unfold(feat, 3, padding=1).view(B, -1, h * w).transpose(1, 2)  # (B, h*w, C*9)
+    def query_rgb_plain(self, coord, cell):
+        """The official formulation: grid_sample of the unfolded features and of the pixel corners."""
+        B, C, h, w = self.feat.shape
+        feat = F.unfold(self.feat, 3, padding=1).view(B, C * 9, h, w)
+        pixel_corner = make_coord((h, w), flatten=False, device=coord.device) - torch.tensor(
+            [1 / h, 1 / w], device=coord.device)
+        pixel_corner = pixel_corner.permute(2, 0, 1).expand(B, 2, h, w)
+        corner = coord - cell / 2
+        near = (corner + 1e-6).clamp(-1 + 1e-6, 1 - 1e-6)
+        rel = (corner - sample_nearest(pixel_corner, near)) * torch.tensor([h / 2, w / 2], device=coord.device)
+        rel = torch.cat([rel, cell[..., :1] * (h / 2)], dim=-1)
+        return self.apply(sample_nearest(feat, near).reshape(-1, C * 9), rel.view(-1, 3)).view(B, -1, 3)
+
+    def make_tables(self):
+        B, C, h, w = self.feat.shape
+        return (grid_rows(F.unfold(self.feat, 3, padding=1).view(B, C * 9, h, w)),)
+
+    def query_window(self, coord, cell, tables, top, left, full_h, full_w, h, w):
         # the LR pixel holding the query's top-left corner; offsets from that pixel's corner
         corner = coord - cell / 2
         iy = nearest_index((corner[..., 0] + 1e-6).clamp(-1 + 1e-6, 1 - 1e-6), full_h)
@@ -44,11 +54,5 @@ class MetaSR(nn.Module):
         rel = torch.stack([(corner[..., 0] - pixel_corner_y) * (full_h / 2),
                            (corner[..., 1] - pixel_corner_x) * (full_w / 2),
                            cell[..., 0] * (full_h / 2)], dim=-1)
-        weights = self.imnet(rel.view(B * Q, 3)).view(B * Q, -1, 3)
-        index = ((iy - top) * w + (ix - left)).unsqueeze(-1).expand(B, Q, feat.shape[-1])
-        q_feat = torch.gather(feat, 1, index).reshape(B * Q, 1, -1)
-        return torch.bmm(q_feat, weights).view(B, Q, 3)
-
-    def forward(self, inp, coord, cell):
-        self.gen_feat(inp)
-        return self.query_rgb(coord, cell)
+        q_feat = gather_rows(tables[0], iy, ix, top, left, h, w)
+        return self.apply(q_feat.view(-1, q_feat.shape[-1]), rel.view(-1, 3)).view(*coord.shape[:2], 3)

@@ -3,6 +3,7 @@
 import torch
 import torch.nn as nn
 
+from .base import conv_radius
 from .models import register
 
 # (number of blocks, convs per block, growth rate)
@@ -48,9 +49,12 @@ class RDN(nn.Module):
         self.SFENet2 = conv(G0, G0, k)
         self.RDBs = nn.ModuleList([RDB(G0, G, n_convs, k) for _ in range(n_blocks)])
         self.GFF = nn.Sequential(conv(n_blocks * G0, G0, 1), conv(G0, G0, k))
+        self.window = 1  # the encoder contract (models/base.py), as in edsr.py
         if no_upsampling:
             self.out_dim = G0
+            self.receptive_radius = conv_radius(self)
             return
+        self.receptive_radius = None
         self.out_dim = n_colors
         if scale in (2, 3):
             self.UPNet = nn.Sequential(conv(G0, G * scale * scale, k), nn.PixelShuffle(scale),

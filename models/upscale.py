@@ -1,28 +1,23 @@
 """Whole-image inference in bounded memory: the output is decoded tile by tile, each tile's
 encoder run on an input crop wide enough (the encoder's receptive radius plus the decoder's
-reach) that its features equal those of the whole image, and each tile's queries decoded in
-chunks. The result matches an untiled run up to float rounding, whatever the tile size.
+reach, its corner on the encoder's window grid) that its features equal those of the whole
+image, and each tile's output decoded in blocks of rows. The result matches an untiled run up
+to float rounding, whatever the tile size. It reads only the model contract (models/base.py).
 
-A model with `query_grid(ys, xs, cell)` (LM-LIIF) is given each chunk as rows x columns of the
-output grid rather than as a list of coordinates. A model whose `cmsr_active(Q, h, w)` says it
-renders through CMSR (LM-LIIF with a Scale2Mod table, beyond x4) is run once on the whole image:
-CMSR chooses per LR pixel the resolution at which to render and merges the levels over the
-whole output grid (models/cmsr.py), so it is not tiled; its queries are still decoded in chunks,
-and its memory grows with the output (coordinates, the levels' images), not with the tile."""
+Window encoders (SwinIR) get the official evaluation's padding first: the input is extended at
+the bottom and right by its mirror image to the next multiple of the window (1 to `window`
+pixels, a whole window when already a multiple), the output grid keeps its pixel centres in
+that larger image's frame, and the padded part of the output is dropped.
+
+A model that must decode an image in one piece (`decodes_whole`: LM-LIIF/LM-LTE with CMSR
+beyond x4, which merges its levels over the whole output grid) is encoded whole and decoded in
+one call; its memory grows with the output, not with the tile."""
 import math
 
 import torch
-import torch.nn as nn
 from tqdm import tqdm
 
-from utils.coords import coord_seq, make_coord, nearest_index
-
-
-def receptive_radius(module):
-    """Input pixels on each side that an output pixel of `module` can depend on: the sum of the
-    reach of all its convolutions (exact for a chain of convs, an upper bound otherwise)."""
-    return sum(max(d * (k - 1) // 2 for d, k in zip(m.dilation, m.kernel_size))
-               for m in module.modules() if isinstance(m, nn.Conv2d))
+from utils.coords import coord_seq, nearest_index
 
 
 def owned_range(owner, start, stop):
@@ -31,15 +26,34 @@ def owned_range(owner, start, stop):
     return (int(inside[0]), int(inside[-1]) + 1) if len(inside) else None
 
 
-def default_chunk(device, model=None):
-    """Queries per decoder call: on a CPU small enough that the members' activations stay in
-    cache (measured fastest on a 2-core AMD EPYC), on a GPU large enough to fill it. A model
-    decoding grids (`query_grid`, LM-LIIF: 16-wide activations) gets a block of several output
-    rows, so that rows sharing an LR row share its modulations (32768: 1.4 s against 2.9 s
-    for 2048 in an x8 decode of 180x320 on that CPU)."""
-    if torch.device(device).type != 'cpu':
-        return 131072
-    return 32768 if hasattr(model, 'query_grid') else 2048
+def default_chunk(device, model):
+    """Queries per decoder call: on a CPU the model's `cpu_chunk` (small enough that the
+    members' activations stay in cache; larger for the 16-wide LM decoders, whose output rows
+    share modulations), on a GPU large enough to fill it."""
+    return model.cpu_chunk if torch.device(device).type == 'cpu' else 131072
+
+
+def window_padding(x, window):
+    """The official evaluation's padding for window encoders (SwinIR): the image continued by its
+    mirror image (edge repeated) to (n // window + 1) * window rows and columns. As officially, an
+    image smaller than its padding gets only its own mirror (2n, not a multiple: the encoder pads
+    the rest)."""
+    if window == 1:
+        return x
+    h, w = x.shape[-2:]
+    x = torch.cat([x, x.flip(-2)], dim=-2)[..., :(h // window + 1) * window, :]
+    return torch.cat([x, x.flip(-1)], dim=-1)[..., :(w // window + 1) * window]
+
+
+def output_axis(n_out, n_in, n_padded):
+    """The centres of n_out output pixels over an axis of n_in LR pixels, in the frame of the
+    padded axis (n_padded pixels). When the padded output grid has whole pixels (integer
+    scales, as the official evaluation), that grid: the first n_out centres are the output's."""
+    if n_padded == n_in:
+        return coord_seq(n_out)
+    if n_out * n_padded % n_in == 0:
+        return coord_seq(n_out * n_padded // n_in)
+    return (coord_seq(n_out) + 1) * (n_in / n_padded) - 1
 
 
 @torch.no_grad()
@@ -57,67 +71,49 @@ def upscale(model, inp, size, tile=256, chunk=None, data_norm=(0.5, 0.5), progre
         raise ValueError(f"upscale takes one RGB image, (3, h, w) or (1, 3, h, w); got {tuple(inp.shape)}")
     if tile < 1 or (chunk is not None and chunk < 1) or min(size) < 1:
         raise ValueError(f"upscale needs a positive tile, chunk and size; got {tile}, {chunk}, {tuple(size)}")
-    inp = inp.reshape(1, *inp.shape[-3:])
-    h, w = inp.shape[-2:]
     H, W = size
     sub, div = data_norm
-    cmsr_active = getattr(model, 'cmsr_active', None)
-    cell = torch.tensor([2 / H * cell_scale, 2 / W * cell_scale], device=inp.device)  # every query's
-    if cmsr_active is not None and cmsr_active(H * W, h, w):  # CMSR decodes scattered points: list chunks
-        return whole_image(model, inp, size, chunk or default_chunk(inp.device), data_norm, progress, cell)
+    encoder = model.encoder
+    h, w = inp.shape[-2:]
+    x = window_padding((inp.reshape(1, 3, h, w) - sub) / div, encoder.window)
+    hp, wp = x.shape[-2:]
+    ys, xs = output_axis(H, h, hp).to(inp.device), output_axis(W, w, wp).to(inp.device)
+    # the output pixel's size in the padded frame, widened by cell_scale
+    cell = torch.tensor([2 * h / (H * hp), 2 * w / (W * wp)], device=inp.device) * cell_scale
     chunk = chunk or default_chunk(inp.device, model)
-    query_grid = getattr(model, 'query_grid', None)
-    ys, xs = coord_seq(H, device=inp.device), coord_seq(W, device=inp.device)
-    owner_y, owner_x = nearest_index(ys, h), nearest_index(xs, w)
-    # latents beyond a query's nearest one that the decoder reads (neighbour + 3x3 unfold;
-    # more when downscaling, where a query cell spans several latents)
-    reach = 2 + math.ceil(max(h / H, w / W))
-    halo = receptive_radius(model.encoder) + reach
-    tiles = [(r, c) for r in range(0, h, tile) for c in range(0, w, tile)]
-    out = torch.empty(3, H, W, device=inp.device)
-    bar = tqdm(total=H * W, unit='px', unit_scale=True, desc='upscale', disable=not progress)
-    for r0, c0 in tiles:
-        rows = owned_range(owner_y, r0, min(r0 + tile, h))
-        cols = owned_range(owner_x, c0, min(c0 + tile, w))
-        if rows is None or cols is None:
-            continue
-        top, left = max(r0 - halo, 0), max(c0 - halo, 0)
-        crop = inp[..., top:min(r0 + tile + halo, h), left:min(c0 + tile + halo, w)]
-        model.gen_feat((crop - sub) / div, window=(top, left, h, w))
-        tile_y, tile_x = ys[rows[0]:rows[1]], xs[cols[0]:cols[1]]
-        if query_grid is not None:
-            n_cols = min(len(tile_x), chunk)
-            n_rows = max(1, chunk // n_cols)
-            for i in range(0, len(tile_y), n_rows):
-                for j in range(0, len(tile_x), n_cols):
-                    pred = query_grid(tile_y[i:i + n_rows], tile_x[j:j + n_cols], cell).float()
-                    r, c = rows[0] + i, cols[0] + j
+    whole = model.decodes_whole(hp, wp, len(ys), len(xs))
+    if not whole:  # the padded part of the output is not needed
+        ys, xs = ys[:H], xs[:W]
+    if whole or encoder.receptive_radius is None:
+        tile = max(hp, wp)
+    block = len(ys) * len(xs) if whole else chunk  # queries per query_grid call
+    # latents beyond a query's nearest one that the decoder reads (more when downscaling, where a
+    # query cell spans several latents), plus how far the encoder's features see
+    halo = (encoder.receptive_radius or 0) + model.reach + math.ceil(max(hp / len(ys), wp / len(xs)))
+    owner_y, owner_x = nearest_index(ys, hp), nearest_index(xs, wp)
+    out = torch.empty(3, len(ys), len(xs), device=inp.device)
+    bar = tqdm(total=len(ys) * len(xs), unit='px', unit_scale=True, desc='upscale', disable=not progress)
+    for r0 in range(0, hp, tile):
+        for c0 in range(0, wp, tile):
+            rows = owned_range(owner_y, r0, min(r0 + tile, hp))
+            cols = owned_range(owner_x, c0, min(c0 + tile, wp))
+            if rows is None or cols is None:
+                continue
+            top = max(r0 - halo, 0) // encoder.window * encoder.window
+            left = max(c0 - halo, 0) // encoder.window * encoder.window
+            bottom, right = min(r0 + tile + halo, hp), min(c0 + tile + halo, wp)
+            whole_crop = (top, left, bottom, right) == (0, 0, hp, wp)  # then the features' own grid
+            model.gen_feat(x[..., top:bottom, left:right], window=None if whole_crop else (top, left, hp, wp))
+            n_cols = min(cols[1] - cols[0], block)
+            n_rows = max(1, block // n_cols)
+            for r in range(rows[0], rows[1], n_rows):
+                for c in range(cols[0], cols[1], n_cols):
+                    pred = model.query_grid(ys[r:min(r + n_rows, rows[1])], xs[c:min(c + n_cols, cols[1])], cell,
+                                            chunk=chunk).float()
                     out[:, r:r + pred.shape[0], c:c + pred.shape[1]] = (pred * div + sub).clamp(0, 1).permute(2, 0, 1)
                     bar.update(pred.shape[0] * pred.shape[1])
-            continue
-        coord = torch.stack(torch.meshgrid(tile_y, tile_x, indexing='ij'), -1).view(1, -1, 2)
-        cells = cell.expand_as(coord)
-        pred = []
-        for i in range(0, coord.shape[1], chunk):
-            pred.append(model.query_rgb(coord[:, i:i + chunk], cells[:, i:i + chunk]).float())
-            bar.update(pred[-1].shape[1])
-        pred = (torch.cat(pred, dim=1)[0] * div + sub).clamp(0, 1)
-        out[:, rows[0]:rows[1], cols[0]:cols[1]] = pred.t().reshape(3, len(tile_y), len(tile_x))
     bar.close()
-    return out
-
-
-def whole_image(model, inp, size, chunk, data_norm, progress, cell):
-    """`upscale` in one model call on the whole image (for CMSR), its queries in chunks;
-    `cell` (2,) is every query's."""
-    H, W = size
-    sub, div = data_norm
-    coord = make_coord((H, W), device=inp.device).unsqueeze(0)
-    cell = cell.expand_as(coord)
-    with tqdm(total=H * W, unit='px', unit_scale=True, desc='upscale', disable=not progress) as bar:
-        pred = model((inp - sub) / div, coord, cell, bsize=chunk).float()
-        bar.update(H * W)
-    return (pred[0] * div + sub).clamp(0, 1).t().reshape(3, H, W)
+    return out[:, :H, :W].contiguous()
 
 
 def upscale_image(model, pixels, alpha, size, **kwargs):

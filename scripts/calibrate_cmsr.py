@@ -70,9 +70,9 @@ def calibrate(args):
     scales = check_args(args)
     device = resolve_device(args.device)
     model, data_norm = load_model(args.model, device, with_data_norm=True)
-    if not hasattr(model, 'cmsr_active'):
-        raise UserError(f"--model {args.model}: holds a {type(model).__name__} model, not LM-LIIF "
-                        f"(CMSR calibration needs an lmliif checkpoint)")
+    if not model.supports_cmsr:
+        raise UserError(f"--model {args.model}: holds a {type(model).__name__} model, not LM-LIIF or LM-LTE "
+                        f"(CMSR calibration needs an lmliif or lmlte checkpoint)")
     sub, div = data_norm or OFFICIAL_DATA_NORM
     folder = datasets.make({'name': 'image-folder', 'args': {'root_path': args.hr, 'first_k': args.first_k}})
     tables = {}

@@ -9,12 +9,13 @@
 # If part 1 fails with the speed-ups on (torch.compile, CUDA graphs), it is run again without.
 #
 #   bash scripts/gpu_train_natural.sh BUDGET_S [RUN_NAME] [train.py options, e.g. --set k=v]
+#   CONFIG=configs/train-natural/train_edsr-baseline-lmliif.yaml bash scripts/gpu_train_natural.sh BUDGET_S lmliif
 set -uo pipefail
 cd "$(dirname "$0")/.."
 budget=${1:?usage: gpu_train_natural.sh BUDGET_S [RUN_NAME] [train.py options]}
 name=${2:-natural}
 shift $(( $# < 2 ? $# : 2 ))
-config=configs/train-natural/train_edsr-baseline-liif.yaml
+config=${CONFIG:-configs/train-natural/train_edsr-baseline-liif.yaml}
 run=save/$name
 start=$(date +%s)
 warmup=$(python3 -c "from utils.config import load_config; print(load_config('$config')['cosine_lr']['warmup_epochs'])") || exit 1

@@ -19,16 +19,18 @@ def load_script(name):
     return module
 
 
-def run_main(module, *args):
-    """module.main(argv); an unexpected exception is not caught: it fails the test with its traceback."""
+def run_main(module, *args, cwd=REPO):
+    """module.main(argv) run in `cwd` (by default the repo, as the subprocesses run: configs'
+    ./load paths are relative to it); an unexpected exception is not caught: it fails the test
+    with its traceback."""
     out, err, code = io.StringIO(), io.StringIO(), 0
-    cwd = os.getcwd()
-    os.chdir(REPO)  # as the subprocess runs: configs' ./load paths are relative to the repo
+    previous = os.getcwd()
+    os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             module.main([str(a) for a in args])
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     finally:
-        os.chdir(cwd)
+        os.chdir(previous)
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())

@@ -10,8 +10,18 @@ sys.path.insert(0, REPO)
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: takes more than a few seconds (deselect with -m "not slow")')
+    # torch 2.13's own torch/utils/mkldnn.py, imported by torch.compile, decorates 14 methods with the
+    # deprecated torch.jit.script_method: nothing this project calls or can change
+    config.addinivalue_line('filterwarnings',
+                            'ignore:`torch.jit.script_method` is deprecated:DeprecationWarning:torch.jit._script')
     if 's' not in config.option.reportchars:  # always list skipped tests with their reasons (as -rs)
         config.option.reportchars += 's'
+    workers = os.environ.get('PYTEST_XDIST_WORKER_COUNT')
+    if workers:  # tests spread over processes (-n): each takes its share of the cores, for itself and the
+        # CLIs it runs (more threads than cores stall torch's parallel kernels)
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        torch.set_num_threads(threads)
+        os.environ['OMP_NUM_THREADS'] = str(threads)
 
 
 @pytest.fixture(scope='session')

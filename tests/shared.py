@@ -4,6 +4,7 @@ must not turn the suite green by skipping."""
 import os
 
 import pytest
+import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get('LIIF_SHARED', os.path.join(os.path.dirname(REPO), 'shared'))
@@ -17,12 +18,20 @@ def need(path):
     if not os.path.exists(path):
         if os.environ.get('CI') == 'true':
             pytest.fail(f"shared file not found under CI: {path} (set LIIF_SHARED to the shared folder)")
-        pytest.skip(f"shared file not found: {path}")
+        pytest.skip(f"needs the development data or weights (README.md, Tests), not found: {path}")
     return path
 
 
 def tiny_liif_spec(n_feats=8):
-    """A LIIF small enough for fast tests: one res-block encoder, one hidden layer of 16."""
-    return {'name': 'liif', 'args': {
-        'encoder_spec': {'name': 'edsr-baseline', 'args': {'no_upsampling': True, 'n_resblocks': 1, 'n_feats': n_feats}},
-        'imnet_spec': {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [16]}}}}
+    """The tiny LIIF of tests/tiny_models.py (one res-block encoder, one hidden layer of 16), with
+    `n_feats` encoder features: for CLI tests that need any model."""
+    from tiny_models import spec
+    out = spec('liif')
+    out['args']['encoder_spec']['args']['n_feats'] = n_feats
+    return out
+
+
+def native_bf16():
+    """Whether this CPU runs bf16 convolutions and matrix products natively (oneDNN's own check:
+    AVX-512 or AMX); elsewhere bf16 is emulated, some 20x slower than float32."""
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()

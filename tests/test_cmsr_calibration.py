@@ -132,9 +132,9 @@ def test_script_writes_a_table_that_test_and_demo_read(tmp_path):
         cmsr.calibrate_image(model, ((images.pair(i)[0] - 0.5) / 0.5).unsqueeze(0), 6, 1e-4, table)
     assert {d: round(t, 4) for d, t in table.items()} == tables[6]
     # and CMSR runs on it
-    cmsr.enable(model, tables)
+    model.cmsr = cmsr.CMSR(tables)
     assert upscale(model, images.pair(0)[0], (72, 96)).shape == (3, 72, 96)
-    assert cmsr.take_stats(model)['images'] == 1
+    assert model.cmsr.take_stats()['images'] == 1
 
 
 @pytest.mark.parametrize('args, expected', [

@@ -3,6 +3,7 @@ renders reported, one-line errors for other models and bad tables."""
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -44,9 +45,9 @@ def test_demo_renders_with_cmsr(files, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f'wrote {out} (96x72 px' in proc.stdout
     model = load_model(files['ckpt'])
-    cmsr.enable(model, cmsr.load_table(files['table']))
+    model.cmsr = cmsr.CMSR(cmsr.load_table(files['table']))
     expected = (upscale(model, files['inp'], (72, 96)) * 255).round().byte().permute(1, 2, 0).numpy()
-    rendered = model.cmsr_log['rendered_fraction']
+    rendered = model.cmsr.last['rendered_fraction']
     assert 0 < rendered < 1 and f"CMSR rendered {rendered:.1%} of the pixels" in proc.stdout
     with Image.open(out) as im:
         assert np.array_equal(np.asarray(im), expected)
@@ -54,12 +55,25 @@ def test_demo_renders_with_cmsr(files, tmp_path):
     assert (without * 255).round().byte().permute(1, 2, 0).numpy().tolist() != expected.tolist()
 
 
+def test_bare_cmsr_takes_the_table_beside_the_checkpoint(files, tmp_path):
+    """`--cmsr` alone: NAME-cmsr.yaml beside NAME.pth, as save/pretrained/ ships them."""
+    shutil.copy(files['ckpt'], tmp_path / 'lm.pth')
+    shutil.copy(files['table'], tmp_path / 'lm-cmsr.yaml')
+    proc = run_main(DEMO_CLI, '--input', files['image'], '--output', tmp_path / 'x6.png', '--scale', '6',
+                    '--model', tmp_path / 'lm.pth', '--cmsr', '--device', 'cpu')
+    assert proc.returncode == 0 and 'CMSR rendered' in proc.stdout, proc.stderr[-2000:]
+    proc = run_main(DEMO_CLI, '--input', files['image'], '--output', tmp_path / 'y.png', '--scale', '6',
+                    '--model', files['ckpt'], '--cmsr', '--device', 'cpu')  # no table beside this one
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith(f"--cmsr {files['ckpt'][:-len('.pth')]}-cmsr.yaml: no such file")
+
+
 @pytest.mark.parametrize('table, model, expected', [
     ('missing.yaml', 'lm', '--cmsr missing.yaml: no such file'),
     ('{tmp}/bad.yaml', 'lm', "--cmsr {tmp}/bad.yaml: target scale 6: decode scale 2: threshold 'high' is not a number"),
     ('{tmp}/list.yaml', 'lm', '--cmsr {tmp}/list.yaml: expected a Scale2Mod table'),
     ('{tmp}/broken.yaml', 'lm', '--cmsr {tmp}/broken.yaml: invalid YAML at line'),
-    ('{table}', 'liif', '--cmsr {table} (--model {liif}): model LIIF has no CMSR (it needs an lmliif checkpoint)'),
+    ('{table}', 'liif', '--cmsr {table} (--model {liif}): model LIIF has no CMSR (it needs an lmliif or lmlte checkpoint'),
 ])
 def test_demo_bad_table_or_model_is_one_line(files, tiny_ckpt, tmp_path, table, model, expected):
     (tmp_path / 'bad.yaml').write_text('6: {1: 0.3, 2: high, 6: 1}\n')
@@ -111,4 +125,4 @@ def test_test_py_refuses_cmsr_for_liif(tiny_ckpt, files):
                     '--cmsr', files['table'], '--device', 'cpu')
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"test.py: error: --cmsr {files['table']}: model LIIF has no CMSR "
-                                   f"(it needs an lmliif checkpoint)")
+                                   f"(it needs an lmliif or lmlte checkpoint with shift modulations)")

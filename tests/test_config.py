@@ -1,3 +1,6 @@
+import glob
+import os
+
 import pytest
 
 import models
@@ -59,15 +62,28 @@ def test_yaml_tags_that_run_code_are_refused(tmp_path):
         load_config(path)
 
 
-@pytest.mark.parametrize('name, out_dim, n_params', [('edsr-baseline-liif', 64, 1_220_440 + 346_883),
-                                                     ('rdn-liif', 64, None), ('edsr-liif', 256, None),
-                                                     ('edsr-baseline-metasr', 64, None)])
-def test_shipped_model_configs_build_their_models(name, out_dim, n_params):
+# parameter counts of the official models (LIIF's checkpoint, LMF.md, LTE.md), MeanShift convs included
+OFFICIAL_PARAMS = {'edsr-baseline-liif': 1_567_323, 'edsr-baseline-lmliif': 1_386_091, 'edsr-baseline-lte': 1_714_267,
+                   'edsr-baseline-lmlte': 1_490_907, 'swinir-lte': 12_096_871, 'swinir-liif': 11_949_927}
+MODEL_CONFIGS = sorted(os.path.basename(p)[:-5] for p in glob.glob(f'{REPO}/configs/models/*.yaml'))
+
+
+@pytest.mark.parametrize('name', [n if n.startswith('edsr-baseline') else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in MODEL_CONFIGS])
+def test_model_configs_build_their_models(name):
     cfg = load_config(f'{REPO}/configs/models/{name}.yaml')
     model = models.make(cfg['model'])
-    assert model.encoder.out_dim == out_dim
-    if n_params is not None:  # the official EDSR-baseline-LIIF's parameter count
-        assert sum(p.numel() for p in model.parameters()) == n_params
+    assert model.encoder.out_dim == (256 if name.startswith('edsr-') and 'baseline' not in name else 64)
+    assert name.split('-')[-1] == cfg['model']['name'] and cfg['model']['args']['encoder_spec']['name'] in name
+    if name in OFFICIAL_PARAMS:
+        assert sum(p.numel() for p in model.parameters()) == OFFICIAL_PARAMS[name]
+
+
+@pytest.mark.parametrize('path', sorted(glob.glob(f'{REPO}/configs/train-div2k/train_*.yaml')), ids=os.path.basename)
+def test_training_configs_carry_their_model_block_unchanged(path):
+    """A recipe and a model block merge key by key: the result must be the model file's block."""
+    name = os.path.basename(path)[len('train_'):-len('.yaml')]
+    assert load_config(path)['model'] == load_config(f'{REPO}/configs/models/{name}.yaml')['model']
 
 
 def test_an_ablation_inherits_a_model_config(tmp_path):

@@ -10,8 +10,9 @@ import torch
 from PIL import Image, ImageOps
 
 import datasets
-from datasets import DataError, wrappers
+from datasets import ArgError, DataError, wrappers
 from shared import DATA, need
+from utils.config import ConfigError
 from utils.coords import make_coord
 from utils.dist import DistInfo
 from datasets.loading import EpochSampler, make_sr_dataset
@@ -447,9 +448,12 @@ def test_sample_q_too_large(tmp_path):
     inner = image_folder(str(tmp_path / 'i'))
     ok = wrapper('sr-implicit-downsampled', inner, inp_size=8, scale_min=1, sample_q=64)[0]
     assert len(torch.unique(ok['coord'], dim=0)) == 64  # exactly all pixels
+    with pytest.raises(ArgError, match=r'^sample_q 65: expected at most 64, the pixels of the smallest HR crop \(8x8'):
+        wrapper('sr-implicit-downsampled', inner, inp_size=8, scale_min=1, sample_q=65)  # before any image is read
+    whole = wrapper('sr-implicit-downsampled', inner, scale_min=1, sample_q=401)  # whole images: known when read
     with pytest.raises(DataError) as e:
-        wrapper('sr-implicit-downsampled', inner, inp_size=8, scale_min=1, sample_q=65)[0]
-    assert path in str(e.value) and '65' in str(e.value)
+        whole[0]
+    assert path in str(e.value) and '401 is more than the 400 pixels' in str(e.value)
 
 
 # ------------------------------------------------------------------------------------------
@@ -708,3 +712,32 @@ def test_make_sr_dataset(tmp_path):
     assert ds[0]['inp'].shape == (3, 8, 8)
     cfg['train_dataset']['wrapper']['args']['seed'] = 3
     assert make_sr_dataset(cfg, 'train_dataset', seed=7).seed == 3
+
+
+@pytest.mark.parametrize('name, args, message', [
+    ('sr-implicit-downsampled', {'scale_max': -1}, 'scale_max -1: expected a number >= scale_min (1)'),
+    ('sr-implicit-downsampled', {'scale_min': 2, 'scale_max': 1.5}, 'scale_max 1.5: expected a number >= scale_min (2)'),
+    ('sr-implicit-downsampled', {'scale_min': 0.5}, 'scale_min 0.5: expected a number >= 1'),
+    ('sr-implicit-downsampled', {'scale_max': 'four'}, "scale_max 'four': expected a number >= scale_min"),
+    ('sr-implicit-downsampled', {'inp_size': 0}, 'inp_size 0: expected a positive whole number of LR pixels'),
+    ('sr-implicit-downsampled', {'inp_size': 24.5}, 'inp_size 24.5: expected a positive whole number'),
+    ('sr-implicit-downsampled', {'sample_q': -5}, 'sample_q -5: expected a positive whole number of query pixels'),
+    ('sr-implicit-downsampled', {'augment': 'yes'}, "augment 'yes': expected true or false"),
+    ('sr-implicit-downsampled', {'fit_scale': 1}, 'fit_scale 1: expected true or false'),
+    ('sr-implicit-downsampled', {'seed': -1}, 'seed -1: expected a whole number >= 0'),
+    ('sr-implicit-paired', {'inp_size': -3}, 'inp_size -3: expected a positive whole number'),
+    ('sr-implicit-uniform-varied', {'size_min': 10, 'size_max': 5}, 'size_max 5: expected a whole number >= size_min (10)'),
+    ('sr-implicit-uniform-varied', {'size_min': 0}, 'size_min 0: expected a positive whole number'),
+])
+def test_bad_wrapper_args_name_their_config_key(tmp_path, name, args, message):
+    """A wrapper argument it cannot use fails when the data set is made (train.py: before the run
+    folder exists), with the config key, the value and what is expected."""
+    root = folder(tmp_path / 'i', {'a.png': noise((30, 30, 3))})
+    if name == 'sr-implicit-downsampled':
+        inner = {'name': 'image-folder', 'args': {'root_path': root}}
+    else:
+        inner = {'name': 'paired-image-folders', 'args': {'root_path_1': root, 'root_path_2': root}}
+    cfg = {'train_dataset': {'dataset': inner, 'wrapper': {'name': name, 'args': args}}}
+    with pytest.raises(ConfigError) as e:
+        make_sr_dataset(cfg, 'train_dataset', seed=0)
+    assert str(e.value).startswith('train_dataset.wrapper.args.' + message), str(e.value)

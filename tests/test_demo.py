@@ -296,7 +296,8 @@ def small_rgb(tmp_path_factory):
 ])
 def test_output_size(tmp_path, tiny_ckpt, small_rgb, flag, value, size):
     out = tmp_path / 'out.png'
-    proc = demo('--input', small_rgb, '--output', out, '--model', tiny_ckpt, flag, value)
+    proc = run_main(DEMO_CLI, '--input', small_rgb, '--output', out, '--model', tiny_ckpt, flag, value)
+    assert proc.returncode == 0, proc.stderr
     assert Image.open(out).size == (size[1], size[0])
     assert f"wrote {out} ({size[1]}x{size[0]} px, 8-bit RGB)" in proc.stdout
 
@@ -310,6 +311,55 @@ def test_compile_flag_compiles_the_decoder(tmp_path, tiny_ckpt, small_rgb, monke
                     '--scale', 3, '--compile')
     assert proc.returncode == 0 and calls == ['LIIF'], proc.stderr
     assert Image.open(tmp_path / 'sr.png').size == tuple(3 * n for n in Image.open(small_rgb).size)
+
+
+def test_default_output_is_save_demo_never_beside_the_inputs(tmp_path, tiny_ckpt):
+    """Without --output: save/demo/ under the current folder (git-ignored in the repo), named
+    after the input and the size; the input folder never gets anything, so a second folder run
+    reads the same two images."""
+    photos, cwd = tmp_path / 'photos', tmp_path / 'work'
+    photos.mkdir()
+    cwd.mkdir()
+    Image.fromarray(rgb_gradient(20, 24)).save(photos / 'a.png')
+    Image.fromarray(rgb_gradient(10, 12, seed=1)).save(photos / 'b.jpg')
+    one = run_main(DEMO_CLI, '--input', photos / 'a.png', '--model', tiny_ckpt, '--scale', '2,1.5', cwd=cwd)
+    assert one.returncode == 0, one.stderr
+    assert os.path.join('save', 'demo', 'a_x2,1.5.png') in one.stdout
+    assert Image.open(cwd / 'save' / 'demo' / 'a_x2,1.5.png').size == (36, 40)
+    for _ in range(2):
+        run = run_main(DEMO_CLI, '--input', photos, '--model', tiny_ckpt, '--resolution', '30,36', cwd=cwd)
+        assert run.returncode == 0 and run.stdout.count('demo.py: wrote ') == 2, run.stderr
+    assert sorted(os.listdir(cwd / 'save' / 'demo' / 'photos_30,36')) == ['a.png', 'b.png']
+    assert sorted(os.listdir(photos)) == ['a.png', 'b.jpg']
+
+
+def test_folder_output_inside_the_input_folder_is_never_read_back(tmp_path, tiny_ckpt, small_rgb):
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    Image.fromarray(rgb_gradient(20, 24)).save(photos / 'a.png')
+    for _ in range(2):  # outputs in a subfolder: the second run still reads one image
+        run = run_main(DEMO_CLI, '--input', photos, '--output', photos / 'up', '--model', tiny_ckpt, '--scale', 2)
+        assert run.returncode == 0 and run.stdout.count('demo.py: wrote ') == 1, run.stderr
+    proc = run_main(DEMO_CLI, '--input', photos, '--output', photos, '--model', tiny_ckpt, '--scale', 2)
+    before = (photos / 'a.png').read_bytes()
+    assert_clean_failure(proc, photos / 'a.png', [f'--output {photos}: is the input folder', 'save/demo/photos_x2'],
+                         before=before)
+    assert sorted(os.listdir(photos)) == ['a.png', 'up']
+
+
+@pytest.mark.parametrize('resolution, warning', [
+    ('37,53', 'changes the aspect ratio of {src} (24x20 px to 53x37: x2.21 wide, x1.85 high); --scale keeps it'),
+    ('40,48', None),   # exactly x2
+    ('31,37', None),   # x1.55 and one pixel of rounding
+])
+def test_resolution_that_changes_the_aspect_ratio_says_so(tmp_path, tiny_ckpt, small_rgb, resolution, warning):
+    proc = run_main(DEMO_CLI, '--input', small_rgb, '--output', tmp_path / 'out.png', '--model', tiny_ckpt,
+                    '--resolution', resolution)
+    assert proc.returncode == 0, proc.stderr
+    if warning is None:
+        assert 'warning' not in proc.stderr, proc.stderr
+    else:
+        assert proc.stderr.strip() == f'demo.py: warning: --resolution {resolution} ' + warning.format(src=small_rgb)
 
 
 def test_16_bit_to_jpeg_falls_back_to_8_bit_with_a_warning(tmp_path, tiny_ckpt):

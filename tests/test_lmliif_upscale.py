@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from models import cmsr
-from models.upscale import receptive_radius, upscale
+from models.upscale import upscale
 from utils.coords import make_coord
 from tiny_lmliif import quartile_table, tiny_lmliif
 
@@ -48,10 +48,10 @@ def test_tiles_and_chunks_stay_bounded():
     crops, calls = [], []
     gen_feat, query_grid = model.gen_feat, model.query_grid
     model.gen_feat = lambda inp, window=None: crops.append(inp.shape[-2:]) or gen_feat(inp, window)
-    model.query_grid = lambda ys, xs, cell: calls.append(len(ys) * len(xs)) or query_grid(ys, xs, cell)
+    model.query_grid = lambda ys, xs, cell, chunk: calls.append(len(ys) * len(xs)) or query_grid(ys, xs, cell, chunk)
     inp = image(40, 30)
     out = upscale(model, inp, (320, 240), tile=8, chunk=500)
-    halo = receptive_radius(model.encoder) + 3
+    halo = model.encoder.receptive_radius + 3
     assert len(crops) == 20 and max(max(c) for c in crops) <= 8 + 2 * halo
     assert max(calls) <= 500 and sum(calls) == 320 * 240
     assert (out - forward(model, inp, (320, 240))).abs().max() < TOL
@@ -75,20 +75,20 @@ def test_cmsr_decodes_the_whole_image_and_counts_what_it_renders():
     model = tiny_lmliif()
     inp = image(12, 16)
     cell = torch.tensor([2 / 72, 2 / 96])
-    cmsr.enable(model, quartile_table(model, ((inp - 0.5) / 0.5).unsqueeze(0), cell))
+    model.cmsr = cmsr.CMSR(quartile_table(model, ((inp - 0.5) / 0.5).unsqueeze(0), cell))
     whole = forward(model, inp, (72, 96))
-    assert model.cmsr_log['levels'] == [1, 2, 4, 6] and all(model.cmsr_log['points'])
-    cmsr.take_stats(model)
+    assert model.cmsr.last['levels'] == [1, 2, 4, 6] and all(model.cmsr.last['points'])
+    model.cmsr.take_stats()
     for tile in (4, 256):  # CMSR merges its levels over the whole grid: the tile does not matter
         assert (upscale(model, inp, (72, 96), tile=tile, chunk=100) - whole).abs().max() < TOL
-    stats = cmsr.take_stats(model)
+    stats = model.cmsr.take_stats()
     assert stats['images'] == 2 and stats['queries'] == 2 * 72 * 96
-    assert stats['rendered'] == 2 * sum(model.cmsr_log['points']) < stats['queries']
+    assert stats['rendered'] == 2 * sum(model.cmsr.last['points']) < stats['queries']
     # without CMSR the result differs; at x4 and below CMSR is not used at all
     plain = tiny_lmliif()
     assert (upscale(plain, inp, (72, 96)) - whole).abs().max() > 0.01
     assert torch.equal(upscale(model, inp, (48, 64)), upscale(plain, inp, (48, 64)))
-    assert cmsr.take_stats(model)['images'] == 0
+    assert model.cmsr.take_stats()['images'] == 0
 
 
 def test_cmsr_with_other_scales_per_axis():
@@ -96,8 +96,8 @@ def test_cmsr_with_other_scales_per_axis():
     grid, is resampled to the pixels (the official code requires the exact int(h S) grid)."""
     model = tiny_lmliif()
     inp = image(12, 16)
-    cmsr.enable(model, quartile_table(model, ((inp - 0.5) / 0.5).unsqueeze(0), torch.tensor([2 / 72, 2 / 128])))
+    model.cmsr = cmsr.CMSR(quartile_table(model, ((inp - 0.5) / 0.5).unsqueeze(0), torch.tensor([2 / 72, 2 / 128])))
     out = upscale(model, inp, (72, 128))
     assert out.shape == (3, 72, 128)
-    assert model.cmsr_log['scale'] == pytest.approx(48 ** 0.5) and model.cmsr_log['levels'][-1] == 6
+    assert model.cmsr.last['scale'] == pytest.approx(48 ** 0.5) and model.cmsr.last['levels'][-1] == 6
     assert (out - forward(tiny_lmliif(), inp, (72, 128))).abs().mean() < 0.05  # close to the full render

@@ -6,25 +6,17 @@ import pytest
 import torch
 
 import models
-from models.upscale import receptive_radius, upscale
+from models.upscale import upscale
 from models.checkpoint import load_model
 from utils.coords import make_coord
 from utils.metrics import psnr
 from shared import DATA, OFFICIAL_CKPT, REPO, need
+from tiny_models import tiny
 
 
-def tiny_encoder(name='edsr-baseline'):
-    if name == 'rdn':
-        return {'name': 'rdn', 'args': {'no_upsampling': True, 'G0': 8, 'RDNconfig': 'A'}}
-    return {'name': name, 'args': {'no_upsampling': True, 'n_resblocks': 2, 'n_feats': 16}}
-
-
-def liif(local_ensemble=True, feat_unfold=True, cell_decode=True, encoder='edsr-baseline'):
-    torch.manual_seed(0)
-    return models.make({'name': 'liif', 'args': {
-        'encoder_spec': tiny_encoder(encoder),
-        'imnet_spec': {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [64, 64, 64]}},
-        'local_ensemble': local_ensemble, 'feat_unfold': feat_unfold, 'cell_decode': cell_decode}})
+def liif(local_ensemble=True, feat_unfold=True, cell_decode=True):
+    return tiny('liif', imnet_spec={'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [64, 64, 64]}},
+                local_ensemble=local_ensemble, feat_unfold=feat_unfold, cell_decode=cell_decode)
 
 
 def grid_queries(H, W, batch):
@@ -51,26 +43,8 @@ def test_fast_decoder_equals_plain(flags, lr_size, hr_size):
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=0)
 
 
-def test_fast_decoder_equals_plain_on_random_queries_and_gradients():
-    model = liif()
-    inp = torch.rand(3, 3, 12, 10)
-    coord = torch.rand(3, 500, 2) * 2 - 1
-    cell = torch.rand(3, 500, 2) * 0.3
-    grads = {}
-    for form in ('plain', 'fast'):
-        model.zero_grad()
-        model.decoder = form
-        out = model(inp, coord, cell)
-        out.square().mean().backward()
-        grads[form] = (out.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad])
-    torch.testing.assert_close(grads['fast'][0], grads['plain'][0], atol=1e-5, rtol=0)
-    for g_fast, g_plain in zip(grads['fast'][1], grads['plain'][1]):
-        torch.testing.assert_close(g_fast, g_plain, atol=1e-5, rtol=1e-4)
-
-
 def test_without_imnet_both_forms_return_the_nearest_latent():
-    torch.manual_seed(0)
-    model = models.make({'name': 'liif', 'args': {'encoder_spec': tiny_encoder()}})
+    model = tiny('liif', imnet_spec=None)
     inp = torch.rand(1, 3, 6, 5)
     coord, cell = grid_queries(12, 10, batch=1)
     with torch.no_grad():
@@ -80,56 +54,6 @@ def test_without_imnet_both_forms_return_the_nearest_latent():
     # at x2 each output pixel copies its LR pixel's latent
     expected = feat.repeat_interleave(2, -2).repeat_interleave(2, -1).flatten(2).transpose(1, 2)
     torch.testing.assert_close(fast, expected, atol=0, rtol=0)
-
-
-@pytest.mark.parametrize('name', ['liif', 'metasr'])
-@pytest.mark.parametrize('size', [(111, 87), (80, 101), (20, 15)])
-def test_tiled_upscale_equals_untiled(name, size):
-    if name == 'liif':
-        model = liif()
-    else:
-        torch.manual_seed(0)
-        model = models.make({'name': 'metasr', 'args': {'encoder_spec': tiny_encoder()}})
-    inp = torch.rand(3, 37, 29)
-    whole = upscale(model, inp, size, tile=1000)
-    tiled = upscale(model, inp, size, tile=7, chunk=999)
-    assert whole.shape == (3, *size)
-    assert not whole.requires_grad  # inference keeps no autograd graph (memory would grow with the image)
-    torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=0)
-
-
-@pytest.mark.slow
-def test_compiled_decoder_equals_eager_over_tiles_of_any_geometry():
-    from torch._dynamo.utils import counters
-    torch._dynamo.reset()
-    counters.clear()
-    model = liif()
-    inputs = [(torch.rand(3, 37, 29), (111, 87)), (torch.rand(3, 20, 26), (50, 61)), (torch.rand(3, 9, 9), (36, 36))]
-    eager = [upscale(model, inp, size, tile=8, chunk=300) for inp, size in inputs]
-    model.compile_decoder()
-    for (inp, size), expected in zip(inputs, eager):
-        torch.testing.assert_close(upscale(model, inp, size, tile=8, chunk=300), expected, atol=1e-6, rtol=0)
-    # tiles at many positions and sizes (29 of them) share a few graphs: the window geometry is an
-    # argument, not a constant that each tile would recompile for (and, past 8, fall back to eager)
-    assert 1 <= counters['stats']['unique_graphs'] <= 4
-
-
-def test_tiled_upscale_equals_untiled_with_rdn():
-    model = liif(encoder='rdn')
-    assert receptive_radius(model.encoder) == 1 + 1 + 20 * 6 + 1
-    inp = torch.rand(3, 30, 26)
-    torch.testing.assert_close(upscale(model, inp, (75, 65), tile=12), upscale(model, inp, (75, 65), tile=100),
-                               atol=1e-5, rtol=0)
-
-
-def test_upscale_of_whole_image_matches_a_direct_decode():
-    model = liif()
-    inp = torch.rand(3, 11, 14)
-    coord, cell = grid_queries(30, 41, batch=1)
-    with torch.no_grad():
-        direct = model(((inp - 0.5) / 0.5).unsqueeze(0), coord, cell)
-    direct = (direct * 0.5 + 0.5).clamp(0, 1)[0].t().reshape(3, 30, 41)
-    torch.testing.assert_close(upscale(model, inp, (30, 41)), direct, atol=1e-6, rtol=0)
 
 
 OFFICIAL_KEYS = {

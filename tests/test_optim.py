@@ -1,11 +1,12 @@
-"""Learning-rate schedules: the cosine schedule's values and its config errors."""
+"""Optimizers from the config (their argument checks) and learning-rate schedules: the cosine
+schedule's values and its config errors."""
 import math
 
 import pytest
 import torch
 
 from utils.config import ConfigError
-from utils.optim import cosine_factor, make_scheduler
+from utils.optim import check_optimizer, cosine_factor, make_optimizer, make_scheduler
 
 
 def test_cosine_factor_warms_up_linearly_then_falls_to_zero():
@@ -74,3 +75,33 @@ def test_ema_follows_its_formula_and_copies_buffers():
     assert torch.equal(got['1.running_mean'], model[1].running_mean)  # buffers are copied
     with pytest.raises(ConfigError, match='ema.decay'):
         EMA(model, 1.0)
+
+
+@pytest.mark.parametrize('spec, message', [
+    ({'name': 'adam', 'args': {'lr': 'fast'}}, "optimizer.args.lr 'fast': expected a positive number"),
+    ({'name': 'adam', 'args': {'lr': '1e-4'}},
+     "optimizer.args.lr '1e-4': expected a positive number (YAML reads 1e-4 as text: write it with a dot"),
+    ({'name': 'adam', 'args': {'lr': 0}}, 'optimizer.args.lr 0: expected a positive number'),
+    ({'name': 'adam', 'args': {'lr': 1e-4, 'betas': [0.9]}},
+     'optimizer.args.betas [0.9]: expected two numbers in [0, 1)'),
+    ({'name': 'adamw', 'args': {'lr': 1e-4, 'weight_decay': -0.1}}, 'optimizer.args.weight_decay -0.1: expected a number >= 0'),
+    ({'name': 'adam', 'args': {'lr': 1e-4, 'momentum': 0.9}}, 'optimizer.args.momentum: not an argument of adam (its arguments: lr,'),
+    ({'name': 'sgd', 'args': {'lr': 1e-2, 'nesterov': 'yes'}}, "optimizer.args.nesterov 'yes': expected true or false"),
+    ({'name': 'sgd', 'args': {'lr': 1e-2, 'nesterov': True}}, 'optimizer.args {'),  # torch: nesterov needs momentum
+    ({'name': 'adam', 'args': [1e-4]}, 'optimizer.args [0.0001]: expected a mapping'),
+    ({'name': 'lamb', 'args': {'lr': 1e-4}}, "optimizer.name 'lamb' is not one of adam, adamw, sgd"),
+    ('adam', "optimizer 'adam': expected {name: adam | adamw | sgd, args: {lr: ...}}"),
+])
+def test_bad_optimizer_config_is_one_line_naming_the_key(spec, message):
+    with pytest.raises(ConfigError) as e:
+        check_optimizer(spec)
+    assert str(e.value).startswith(message) and '\n' not in str(e.value), str(e.value)
+
+
+def test_good_optimizer_configs_pass_and_build():
+    param = torch.nn.Parameter(torch.zeros(1))
+    for spec in ({'name': 'adam', 'args': {'lr': 5.e-4}}, {'name': 'adam'},
+                 {'name': 'adamw', 'args': {'lr': 1e-4, 'betas': [0.9, 0.99], 'weight_decay': 0.01, 'amsgrad': True}},
+                 {'name': 'sgd', 'args': {'lr': 1e-2, 'momentum': 0.9, 'nesterov': True}}):
+        check_optimizer(spec)
+        assert make_optimizer([param], spec).param_groups[0]['lr'] == (spec.get('args') or {}).get('lr', 1e-3)

@@ -14,6 +14,8 @@ from PIL import Image
 
 from cli import load_script, run_main
 from shared import REPO
+from utils.dist import DistInfo
+from utils.training import RunError, prepare_run_folder, resume_point
 
 QUICKSTART = os.path.join(REPO, 'configs', 'quickstart.yaml')
 TRAIN_CLI = load_script('train')
@@ -57,7 +59,8 @@ def digest(path):
 
 @pytest.mark.slow
 def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path):
-    args = small_run(samples=16, epoch_max=2)  # global batch 8: 2 iterations an epoch
+    # global batch 8: 2 iterations an epoch; the encoder frozen in epoch 1 (DDP is rebuilt for epoch 2)
+    args = small_run(samples=16, epoch_max=2, extra=['--set', '+freeze={encoder: 1}'])
     single = run(train_cmd(tmp_path, 'single', *args))
     assert single.returncode == 0, single.stderr
     ddp = run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
@@ -72,20 +75,12 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path)
     assert len(b['rng']) == 2 and len(a['rng']) == 1
 
 
-@pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path):
-    args = small_run(samples=160, epoch_max=3,
-                     extra=['--set', '+ema={decay: 0.9}', '--set', '+deterministic=true', '--set', 'epoch_val=1',
-                            '--set', '+grad_clip=0.5'])
-    whole = run(train_cmd(tmp_path, 'whole', *args))
-    assert whole.returncode == 0, whole.stderr
-
-    # the interrupted run uses a data-loading worker process: samples do not depend on that
-    cmd = train_cmd(tmp_path, 'killed', *args, '--set', 'num_workers=1')
+def kill_when(cmd, progress_pattern):
+    """Run `cmd` and SIGKILL it as soon as its progress output matches `progress_pattern`."""
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env=dict(os.environ, OMP_NUM_THREADS='1'))
     progress = []
-    mid_epoch_2 = re.compile(r'epoch 2/3:.*\| *([3-9]|1[0-5])/20')
+    pattern = re.compile(progress_pattern)
     killed = threading.Event()
 
     def watch():
@@ -96,7 +91,7 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run_bit_for_bit(t
                 return
             buf = buf[-4096:] + chunk
             progress.append(chunk)
-            if mid_epoch_2.search(buf.decode(errors='replace')):
+            if pattern.search(buf.decode(errors='replace')):
                 proc.send_signal(signal.SIGKILL)
                 killed.set()
     watcher = threading.Thread(target=watch)
@@ -104,11 +99,28 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run_bit_for_bit(t
     proc.wait(timeout=300)
     watcher.join()
     assert killed.is_set() and proc.returncode == -signal.SIGKILL, b''.join(progress)[-2000:]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path):
+    args = small_run(samples=160, epoch_max=3,
+                     extra=['--set', '+ema={decay: 0.9}', '--set', '+deterministic=true', '--set', 'epoch_val=1',
+                            '--set', '+grad_clip=0.5'])
+    whole = run(train_cmd(tmp_path, 'whole', *args))
+    assert whole.returncode == 0, whole.stderr
+
+    # the interrupted run uses a data-loading worker process: samples do not depend on that.
+    # Killed first before its first checkpoint: --resume starts it again from the beginning
+    cmd = train_cmd(tmp_path, 'killed', *args, '--set', 'num_workers=1')
+    kill_when(cmd, r'epoch 1/3:.*\| *([3-9]|1[0-5])/20')
+    assert not (tmp_path / 'killed' / 'epoch-last.pth').exists() and (tmp_path / 'killed' / 'log.txt').exists()
+    kill_when(cmd + ['--resume'], r'epoch 2/3:.*\| *([3-9]|1[0-5])/20')
     assert load(tmp_path / 'killed' / 'epoch-last.pth')['epoch'] == 1  # killed inside epoch 2
 
     resumed = run(cmd + ['--resume'])
     assert resumed.returncode == 0, resumed.stderr
-    assert 'resumed from' in (tmp_path / 'killed' / 'log.txt').read_text()
+    log = (tmp_path / 'killed' / 'log.txt').read_text()
+    assert 'no checkpoint in' in log and 'starting the run from the beginning' in log and 'resumed from' in log
     a, b = load(tmp_path / 'whole' / 'epoch-last.pth'), load(tmp_path / 'killed' / 'epoch-last.pth')
     assert a['epoch'] == b['epoch'] == 3 and a['iteration'] == b['iteration'] == 60
     for part in ('model', 'ema'):
@@ -138,17 +150,73 @@ def test_checkpoint_holds_official_format_and_training_state(tmp_path):
     assert os.listdir(folder / 'tensorboard')
 
 
+def test_init_weights_then_a_frozen_encoder_then_training_everything(tmp_path):
+    """A run starting from another run's encoder (init_weights), frozen for its first epoch."""
+    assert run_main(TRAIN_CLI, *train_cmd(tmp_path, 'source', *small_run(epoch_max=1))[2:]).returncode == 0
+    source = load(tmp_path / 'source' / 'epoch-last.pth')['model']['sd']
+    spec = f"{{path: {tmp_path / 'source' / 'epoch-last.pth'}, modules: [encoder]}}"
+    result = run_main(TRAIN_CLI, *train_cmd(tmp_path, 'r', *small_run(epoch_max=2), '--set', f'+init_weights={spec}',
+                                            '--set', '+freeze={encoder: 1}', '--set', 'epoch_save=1')[2:])
+    assert result.returncode == 0, result.stderr
+    first, last = load(tmp_path / 'r' / 'epoch-1.pth')['model']['sd'], load(tmp_path / 'r' / 'epoch-2.pth')['model']['sd']
+    encoder = [k for k in source if k.startswith('encoder.')]
+    assert encoder and all(torch.equal(first[k], source[k]) for k in encoder)  # copied, then not trained
+    assert not torch.equal(first['imnet.layers.0.weight'], source['imnet.layers.0.weight'])  # the decoder was not copied
+    trained = [k for k in encoder if not torch.equal(last[k], first[k])]
+    assert 'encoder.head.0.weight' in trained and not any('mean' in k for k in trained)  # EDSR's mean shifts stay fixed
+    log = (tmp_path / 'r' / 'log.txt').read_text()
+    assert 'initialised encoder from' in log and 'encoder frozen until the end of epoch 1' in log
+    assert 'epoch 2: encoder trained from now on' in log
+
+
+def test_init_weights_that_do_not_fit_are_named(tmp_path, tiny_ckpt):
+    spec = f"{{path: {tiny_ckpt}, modules: [encoder]}}"  # 8 features; the quickstart's encoder has 32
+    result = run_main(TRAIN_CLI, *train_cmd(tmp_path, 'r', *small_run(epoch_max=1), '--set', f'+init_weights={spec}')[2:])
+    line = error_line(result)
+    assert f'init_weights: {tiny_ckpt}: encoder.head.0.weight does not fit the model (shape' in line
+    assert not (tmp_path / 'r').exists()
+
+
 def test_existing_run_folder_is_never_overwritten(tmp_path):
     folder = tmp_path / 'taken'
     folder.mkdir()
     (folder / 'notes.txt').write_text('keep me')
-    result = run(train_cmd(tmp_path, 'taken', *small_run()))
+    result = run_main(TRAIN_CLI, *train_cmd(tmp_path, 'taken', *small_run())[2:])
     line = error_line(result)
     assert line.startswith('train.py: error:') and str(folder) in line and '--resume' in line
     assert os.listdir(folder) == ['notes.txt'] and (folder / 'notes.txt').read_text() == 'keep me'
 
-    result = run(train_cmd(tmp_path, 'fresh', *small_run(), '--resume'))
-    assert result.returncode != 0 and 'epoch-last.pth not found' in result.stderr
+
+def test_resume_without_a_checkpoint_yet_starts_the_run_from_the_beginning(tmp_path):
+    """What a run killed before its first checkpoint leaves (its config and log): --resume
+    starts it again, saying so in one line, instead of a dead end."""
+    folder = tmp_path / 'killed'
+    folder.mkdir()
+    (folder / 'config.yaml').write_text('epoch_max: 1\n')
+    (folder / 'log.txt').write_text('model liif: 1 parameters\n')
+    result = run_main(TRAIN_CLI, *train_cmd(tmp_path, 'killed', *small_run(epoch_max=1), '--resume')[2:])
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = (folder / 'log.txt').read_text()
+    assert log.count(f'--resume: no checkpoint in {folder} yet (the run stopped before its first one): '
+                     f'starting the run from the beginning') == 1 and 'resumed from' not in log, log
+    ckpt = load(folder / 'epoch-last.pth')
+    assert ckpt['epoch'] == 1 and ckpt['iteration'] == 1 and ckpt['config']['epoch_max'] == 1
+
+
+def test_run_folder_checks_before_anything_is_made(tmp_path):
+    info = DistInfo(0, 1, torch.device('cpu'))
+    note = prepare_run_folder(str(tmp_path / 'new'), True, info)  # --resume, never started: start it
+    assert note == f'--resume: no run folder {tmp_path / "new"} yet: starting the run from the beginning'
+    assert os.listdir(tmp_path / 'new') == []
+    assert prepare_run_folder(str(tmp_path / 'new'), False, info) is None  # an empty folder is no run yet
+    (tmp_path / 'new' / 'epoch-last.pth').write_bytes(b'')
+    assert resume_point(str(tmp_path / 'new'), True) == str(tmp_path / 'new' / 'epoch-last.pth')
+    assert prepare_run_folder(str(tmp_path / 'new'), True, info) is None
+    with pytest.raises(RunError, match='already exists; --resume continues that run'):
+        prepare_run_folder(str(tmp_path / 'new'), False, info)
+    (tmp_path / 'file').write_text('x')
+    with pytest.raises(RunError, match='exists and is not a folder'):
+        prepare_run_folder(str(tmp_path / 'file'), True, info)
 
 
 @pytest.mark.parametrize('norm, value', [('div=[0.0]', 'inf'), ('sub=[.nan]', 'nan')])
@@ -302,8 +370,8 @@ def test_channels_last_and_compile_train_like_the_eager_run(tmp_path):
     assert 'cuda_graphs: off (needs a CUDA device, training on cpu)' in log
     a, b = load(tmp_path / 'eager' / 'epoch-last.pth'), load(tmp_path / 'fast' / 'epoch-last.pth')
     assert a['model']['sd'].keys() == b['model']['sd'].keys()  # the plain module is saved, not the compiled one
-    for key, value in a['model']['sd'].items():
-        torch.testing.assert_close(b['model']['sd'][key], value, rtol=0, atol=1e-5)
+    for key, value in a['model']['sd'].items():  # 1.4e-5 measured on an AVX2 CPU (other conv kernels)
+        torch.testing.assert_close(b['model']['sd'][key], value, rtol=0, atol=5e-5)
 
 
 def test_unknown_speed_up_value_is_a_config_error(tmp_path):
@@ -408,6 +476,13 @@ def test_resume_refuses_what_cannot_change_and_changes_nothing(tmp_path, change,
     ('val_dataset.batch_size=0', 'val_dataset.batch_size 0: expected a positive whole number'),
     ('+eval_bsize=-3', 'eval_bsize -3: expected a positive number of queries'),
     ('+eval_type=bicubic-4', "eval_type 'bicubic-4': expected benchmark-<scale> or div2k-<scale>"),
+    ('train_dataset.wrapper.args.scale_max=-1', 'train_dataset.wrapper.args.scale_max -1: expected a number >= scale_min (1)'),
+    ('val_dataset.wrapper.args.sample_q=0', 'val_dataset.wrapper.args.sample_q 0: expected a positive whole number'),
+    ('optimizer.args.lr=fast', "optimizer.args.lr 'fast': expected a positive number"),
+    ('+freeze={encoder: -1}', "freeze {'encoder': -1}: expected {MODULE: EPOCHS, ...}"),
+    ('+freeze={decoder: 1}', "freeze: the model has no trained parameters under 'decoder'"),
+    ('+init_weights={path: missing.pth}', "init_weights {'path': 'missing.pth'}: expected {path: CHECKPOINT, modules:"),
+    ('+init_weights={path: missing.pth, modules: [encoder]}', 'missing.pth: no such checkpoint file'),
 ])
 def test_bad_config_values_fail_before_the_run_folder_is_made(tmp_path, change, message):
     result = run_main(TRAIN_CLI, *train_cmd(tmp_path, 'bad', *quickstart_args(epoch_max=1), '--set', change)[2:])

@@ -6,28 +6,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-import models
 from models.checkpoint import save_checkpoint
-
-
-def tiny_lmliif_spec(hidden_depth=4):
-    return {'name': 'lmliif', 'args': {
-        'encoder_spec': {'name': 'edsr-baseline', 'args': {'no_upsampling': True, 'n_resblocks': 1, 'n_feats': 8}},
-        'imnet_spec': {'name': 'lmmlp', 'args': {'out_dim': 3, 'hidden_dim': 16, 'hidden_depth': hidden_depth,
-                                                 'mod_scale': True, 'mod_shift': True}},
-        'hypernet_spec': {'name': 'mlp', 'args': {'out_dim': 1, 'hidden_list': [32]}},
-        'local_ensemble': True, 'feat_unfold': True, 'cell_decode': True, 'mod_input': True}}
+from tiny_models import spec, tiny
 
 
 def tiny_lmliif(seed=0):
-    torch.manual_seed(seed)
-    return models.make(tiny_lmliif_spec()).eval()
+    return tiny('lmliif', seed=seed).eval()
 
 
 def write_checkpoint(path, seed=0):
-    torch.manual_seed(seed)
-    spec = tiny_lmliif_spec()
-    save_checkpoint(str(path), spec, models.make(spec))
+    save_checkpoint(str(path), spec('lmliif'), tiny('lmliif', seed=seed))
     return str(path)
 
 

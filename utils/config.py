@@ -4,6 +4,7 @@ A config may name one or more base files (paths relative to itself) under `_base
 merged in order, then the file itself on top (dicts merge key by key, anything else replaces).
 """
 import copy
+import math
 import os
 import re
 
@@ -87,6 +88,11 @@ def apply_override(cfg, item):
         raise ConfigError(f"override {item!r}: no key {key!r}; existing keys there: {', '.join(map(str, node)) or 'none'}"
                           f" (write +{key}=... to add a new key)")
     node[parts[-1]] = value
+
+
+def is_number(value):
+    """A finite int or float from YAML (not a bool, which YAML also reads for yes/no)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def get_key(cfg, dotted):

@@ -7,23 +7,66 @@ cosine_lr: {warmup_epochs: N}   (stepped every iteration: linear warm-up from lr
     short-budget schedule)
 Neither: constant lr.
 """
+import inspect
 import math
 
 import torch
 
-from .config import ConfigError, get_key
+from .config import ConfigError, get_key, is_number
+from .errors import message
 
 OPTIMIZERS = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW, 'sgd': torch.optim.SGD}
 
 
-def make_optimizer(params, spec):
-    name = spec.get('name')
+# optimizer arguments by meaning (the same name means the same thing in every torch optimizer)
+OPTIMIZER_ARGS = {
+    'lr': (lambda v: is_number(v) and v > 0, 'a positive number'),
+    'eps': (lambda v: is_number(v) and v > 0, 'a positive number'),
+    'weight_decay': (lambda v: is_number(v) and v >= 0, 'a number >= 0'),
+    'momentum': (lambda v: is_number(v) and v >= 0, 'a number >= 0'),
+    'dampening': (lambda v: is_number(v) and v >= 0, 'a number >= 0'),
+    'betas': (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(is_number(b) and 0 <= b < 1 for b in v),
+              'two numbers in [0, 1), e.g. [0.9, 0.999]'),
+    **{flag: (lambda v: isinstance(v, bool), 'true or false') for flag in ('amsgrad', 'nesterov', 'maximize')},
+}
+
+
+def check_optimizer(spec):
+    """Check the config's `optimizer` ({name, args}) without building the model: train.py calls
+    this before the run folder is made. Each problem is one line naming the key."""
+    if not isinstance(spec, dict):
+        raise ConfigError(f"optimizer {spec!r}: expected {{name: {' | '.join(OPTIMIZERS)}, args: {{lr: ...}}}}")
+    name, args = spec.get('name'), spec.get('args') or {}
     if name not in OPTIMIZERS:
         raise ConfigError(f"optimizer.name {name!r} is not one of {', '.join(OPTIMIZERS)}")
-    try:
-        return OPTIMIZERS[name](params, **(spec.get('args') or {}))
+    if not isinstance(args, dict):
+        raise ConfigError(f"optimizer.args {args!r}: expected a mapping, e.g. {{lr: 1.0e-4}}")
+    accepted = [a for a in inspect.signature(OPTIMIZERS[name]).parameters if a != 'params']
+    for key, value in args.items():
+        if key not in accepted:
+            raise ConfigError(f"optimizer.args.{key}: not an argument of {name} (its arguments: {', '.join(accepted)})")
+        valid, expected = OPTIMIZER_ARGS.get(key, (lambda v: True, None))
+        if not valid(value):
+            hint = ''
+            if isinstance(value, str) and is_number(float_or_none(value)):  # PyYAML reads 1e-4 (no dot) as text
+                hint = f" (YAML reads {value} as text: write it with a dot, e.g. {float(value):.1e})"
+            raise ConfigError(f"optimizer.args.{key} {value!r}: expected {expected}{hint}")
+    try:  # what the table above does not know, torch checks (on one stand-in parameter)
+        OPTIMIZERS[name]([torch.zeros(1, requires_grad=True)], **args)
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"optimizer.args {spec.get('args')}: {e}") from None
+        raise ConfigError(f"optimizer.args {args}: {message(e)}") from None
+
+
+def float_or_none(text):
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def make_optimizer(params, spec):
+    check_optimizer(spec)
+    return OPTIMIZERS[spec['name']](params, **(spec.get('args') or {}))
 
 
 def cosine_factor(iteration, warmup, total):

@@ -88,8 +88,6 @@ def compile_decoder(model, device):
     """test.py's and demo.py's --compile: the model's queries run through torch.compile (the
     encoder runs once per tile and stays eager). Returns why it is off, or None when on."""
     why = compile_unsupported(device)
-    if why is None and not hasattr(model, 'compile_decoder'):
-        why = f'{type(model).__name__} has no compilable decoder'
     if why:
         return f'--compile: off ({why})'
     model.compile_decoder()

@@ -17,18 +17,32 @@ class RunError(UserError):
     """A training run that cannot start or go on; the message is one line."""
 
 
-def prepare_run_folder(save_path, resume, info):
-    """Check that a new run does not reuse a folder (and that --resume has one), then create it."""
+def resume_point(save_path, resume):
+    """The checkpoint --resume continues from, or None: a run killed before its first checkpoint
+    (or never started) is started from the beginning, so that --resume after a kill at any
+    moment always continues or restarts the run."""
     last = os.path.join(save_path, 'epoch-last.pth')
-    if resume and not os.path.isfile(last):
-        raise RunError(f"--resume: {last} not found, nothing to resume")
-    if not resume and os.path.exists(save_path) and (not os.path.isdir(save_path) or os.listdir(save_path)):
-        raise RunError(f"{save_path} already exists; --resume continues that run, --name starts a new one "
-                       f"(nothing was changed)")
+    return last if resume and os.path.isfile(last) else None
+
+
+def prepare_run_folder(save_path, resume, info):
+    """Check that a new run does not reuse a folder, then create it; returns the line to log when
+    --resume finds no checkpoint to continue from (None otherwise)."""
+    if os.path.exists(save_path) and not os.path.isdir(save_path):
+        raise RunError(f"{save_path} exists and is not a folder (nothing was changed)")
+    if not resume and os.path.exists(save_path) and os.listdir(save_path):
+        raise RunError(f"{save_path} already exists; --resume continues that run (or restarts it when it has no "
+                       f"checkpoint yet), --name starts a new one (nothing was changed)")
+    note = None
+    if resume and resume_point(save_path, resume) is None:
+        note = (f"--resume: no checkpoint in {save_path} yet (the run stopped before its first one): "
+                f"starting the run from the beginning" if os.path.isdir(save_path) else
+                f"--resume: no run folder {save_path} yet: starting the run from the beginning")
     dist.barrier(info)  # every process has checked before the folder appears
     if info.is_main:
         os.makedirs(save_path, exist_ok=True)
     dist.barrier(info)
+    return note
 
 
 def parse_duration(text):
@@ -53,6 +67,34 @@ class TimeLimit:
         self.longest = max(self.longest, epoch_seconds)
         too_late = time.time() + self.longest > self.end
         return dist.all_min(0 if too_late else 1, self.info) == 0
+
+
+def check_freeze(freeze, trainable):
+    """Config `freeze: {MODULE: EPOCHS, ...}`: the parameters of that submodule (`encoder`, or a
+    dotted name) are not trained in epochs 1..EPOCHS (e.g. `{encoder: 10}` trains only the
+    decoder at first). `trainable`: the names of the model's trained parameters."""
+    if freeze is None:
+        return {}
+    if not (isinstance(freeze, dict) and all(isinstance(k, str) and k and isinstance(v, int) and not isinstance(v, bool)
+                                              and v >= 0 for k, v in freeze.items())):
+        raise RunError(f"freeze {freeze!r}: expected {{MODULE: EPOCHS, ...}}, e.g. {{encoder: 10}}")
+    for module in freeze:
+        if not any(name.startswith(module + '.') for name in trainable):
+            raise RunError(f"freeze: the model has no trained parameters under {module!r}")
+    return freeze
+
+
+def set_frozen(model, freeze, epoch, trainable):
+    """Freeze (requires_grad off) the parameters `freeze` holds at `epoch`, train the others of
+    `trainable` (the names that train at all: fixed ones, like EDSR's mean shifts, stay fixed);
+    True when that changed anything (a DDP wrapper must then be rebuilt)."""
+    frozen = tuple(module + '.' for module, epochs in freeze.items() if epoch <= epochs)
+    changed = False
+    for name, param in model.named_parameters():
+        train = name in trainable and not (frozen and name.startswith(frozen))
+        changed |= param.requires_grad != train
+        param.requires_grad_(train)
+    return changed
 
 
 def check_finite(losses, iteration, epoch, save_path, info):

@@ -1,0 +1,82 @@
+"""LTE: Local Texture Estimator (Lee and Jin, "Local Texture Estimator for Implicit
+Representation Function", CVPR 2022). Parameter names and arguments follow the official code,
+so its checkpoints (EDSR-baseline-, RDN-, SwinIR-LTE) load strictly.
+
+Two 3x3 convolutions of the features estimate, per LR pixel, amplitudes `coef` and frequencies
+`freq` (hidden_dim channels each). A query x, for each local-ensemble member p (as in LIIF),
+with delta = (x - centre_p) * (h, w) and r = cell * (h, w):
+    f_k = freq_p[2k] delta_row + freq_p[2k+1] delta_col + phase(r)_k     (k < hidden_dim / 2)
+    out = MLP(coef_p * [cos(pi f) || sin(pi f)])
+the members are blended by area (as LIIF), and the bilinear sample of the LR input at x is
+added. Local ensemble and cell are always on; there is no feature unfolding.
+
+The LR grid comes from the features' size (as LMF's copy of LTE; the official LTE takes the
+input's, the same for every encoder but SwinIR on inputs that are not window multiples, which
+the official evaluation pads to a multiple first).
+
+Fast form: the basis is not linear in delta, so LIIF's first-layer rewrite does not carry
+over, and the 3 x 256^2 MLP per member stays the cost. What it saves: the coef and freq maps
+are one table gathered by integer index (no grid_sample, no per-member concatenations), the
+four members' bases are built in one pass and go through the MLP in one call.
+"""
+import math
+
+import torch
+import torch.nn as nn
+
+from utils.coords import make_coord
+from .base import LocalImplicitSR
+from .local_ensemble import (blend, ensemble_members, ensemble_shifts, gather_rows, grid_rows, lr_skip,
+                             sample_nearest, shifted)
+from .models import make, register
+
+
+@register('lte')
+class LTE(LocalImplicitSR):
+    local_ensemble = True
+
+    def __init__(self, encoder_spec, imnet_spec, hidden_dim=256):
+        super().__init__(encoder_spec)
+        self.coef = nn.Conv2d(self.encoder.out_dim, hidden_dim, 3, padding=1)
+        self.freq = nn.Conv2d(self.encoder.out_dim, hidden_dim, 3, padding=1)
+        self.phase = nn.Linear(2, hidden_dim // 2, bias=False)
+        self.imnet = make(imnet_spec, args={'in_dim': hidden_dim})
+
+    def basis(self, coef, freq, rel, rel_cell):
+        """The MLP input coef * [cos(pi f) || sin(pi f)] from gathered coef, freq (..., hidden),
+        offsets rel (..., 2) and the relative cell (..., 2), all broadcastable."""
+        f = freq[..., 0::2] * rel[..., :1] + freq[..., 1::2] * rel[..., 1:]  # adjacent channels pair
+        f = (f + self.phase(rel_cell)) * math.pi
+        return coef * torch.cat([torch.cos(f), torch.sin(f)], dim=-1)
+
+    def skip(self, coord, top, left, full_h, full_w, h, w):
+        return lr_skip(self.inp, coord, top, left, full_h, full_w, whole=(top, left, full_h, full_w) == (0, 0, h, w))
+
+    def query_rgb_plain(self, coord, cell):
+        """The equations as written: grid_sample of the coef and freq maps per member."""
+        feat = self.feat
+        B, _, h, w = feat.shape
+        coef, freq = self.coef(feat), self.freq(feat)
+        feat_coord = make_coord((h, w), flatten=False, device=coord.device).permute(2, 0, 1).expand(B, 2, h, w)
+        size = torch.tensor([h, w], dtype=coord.dtype, device=coord.device)
+        shifts, eps = ensemble_shifts(self.local_ensemble)
+        preds, rels = [], []
+        for vy, vx in shifts:
+            near = shifted(coord, vy, vx, h, w, eps)
+            rel = (coord - sample_nearest(feat_coord, near)) * size
+            preds.append(self.imnet(self.basis(sample_nearest(coef, near), sample_nearest(freq, near), rel, cell * size)))
+            rels.append(rel)
+        return blend(torch.stack(preds), torch.stack(rels)) + self.skip(coord, 0, 0, h, w, h, w)
+
+    def make_tables(self):
+        """The coef and freq maps side by side, one row per LR pixel: (B*h*w, 2 * hidden)."""
+        return (grid_rows(torch.cat([self.coef(self.feat), self.freq(self.feat)], dim=1)),)
+
+    def query_window(self, coord, cell, tables, top, left, full_h, full_w, h, w):
+        iy, ix, rels = ensemble_members(coord, full_h, full_w, self.local_ensemble)
+        rows = gather_rows(tables[0], iy, ix, top, left, h, w)  # (members, B, Q, 2 * hidden)
+        coef, freq = rows.chunk(2, dim=-1)
+        rel_cell = cell * torch.tensor([full_h, full_w], dtype=cell.dtype, device=cell.device)
+        x = self.basis(coef, freq, rels.to(rows.dtype), rel_cell.to(rows.dtype))
+        preds = self.imnet(x)  # all members in one call
+        return blend(preds, rels) + self.skip(coord, top, left, full_h, full_w, h, w)

@@ -1,0 +1,297 @@
+"""SwinIR (Liang et al., 2021) as an LIIF/LTE encoder: the `swinir` of jaewon-lee-b/lte.
+
+The encoder-only form of the official code (upsampler 'none'): it maps an N x 3 x H x W image,
+normalised as (x - 0.5) / 0.5 (no mean subtraction, no img_range), to N x 64 x Hp x Wp features.
+
+Official behaviour that matters:
+- the input is padded at the bottom/right to the next multiple of `window_size` with
+  `F.pad(..., 'reflect')` (the edge row/column is NOT repeated), and the features are NEVER
+  cropped back: a 10 x 13 input gives 16 x 16 features;
+- pipeline: x0 = conv_first(x); tokens = LayerNorm(flatten(x0)); residual Swin transformer
+  blocks (RSTBs); LayerNorm; back to an image; conv_after_body(.) + x0; a 3x3 conv to 64
+  channels and LeakyReLU(0.01);
+- an RSTB is t + flatten(conv3x3(image(blocks(t)))); block j of an RSTB is a window block when
+  j is even and a shifted-window block (cyclic roll by window/2, 0/-100 mask) when j is odd;
+- the shifted blocks keep their mask for the img_size x img_size input as a buffer (`attn_mask`,
+  in the state dict, as `relative_position_index` is); other (padded) input sizes compute it;
+- stochastic depth rates rise linearly from 0 to drop_path_rate over all blocks (train only).
+Parameter and buffer names are the official ones, so official checkpoints load strictly.
+
+Contract with tiled inference (models/upscale.py): `out_dim`, `window` (crops must start at
+multiples of it) and `receptive_radius` (how far an output feature sees; see `swinir_radius`).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .models import register
+
+
+def swinir_radius(depths, window_size, resi_connection='1conv'):
+    """Input pixels on each side that one output feature can depend on, for a crop whose
+    top-left corner is a multiple of `window_size` in the full image.
+
+    Each layer spreads a wrong value (a pixel outside the crop, or a padded one) by at most its
+    reach: a 3x3 conv by 1 ('3conv' stacks 3x3, 1x1, 3x3: 2); a window attention, shifted or
+    not, by window_size - 1 (a token only sees its own window); norms, MLPs, LeakyReLU by 0.
+    The crop's windows lie on the full image's window grid (aligned corner). Where the crop's
+    computation differs from the whole image's (its shifted-window wrap and masks at its own
+    edges, the reflect padding beyond its bottom/right) it does so only within window_size - 1
+    of a pixel the count already treats as wrong, so the sum alone is enough; one more window
+    is added as a safety margin for those edge effects (the tests check the aligned crops).
+    """
+    conv = {'1conv': 1, '3conv': 2}[resi_connection]
+    radius = 1                                  # conv_first
+    radius += sum(depths) * (window_size - 1)   # one window attention per Swin block
+    radius += len(depths) * conv                # the conv closing each RSTB
+    radius += conv + 1                          # conv_after_body, conv_before_upsample
+    return radius + window_size                 # margin: shifted-window masks, reflect padding
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: in train mode, zero the whole residual branch of a sample with
+    probability p and scale the kept ones by 1 / (1 - p); identity in eval mode."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        keep = 1 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x.div(keep) * mask
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim, hidden, drop):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x):
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+def to_windows(x, ws):
+    """(B, H, W, C) -> (B * H/ws * W/ws, ws * ws, C), windows row-major, tokens row-major."""
+    b, h, w, c = x.shape
+    x = x.view(b, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, ws * ws, c)
+
+
+def from_windows(windows, ws, b, h, w):
+    """The inverse of `to_windows`: -> (B, H, W, C)."""
+    x = windows.view(b, h // ws, w // ws, ws, ws, -1).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, h, w, -1)
+
+
+def shifted_window_mask(h, w, ws, shift):
+    """(nW, ws*ws, ws*ws): 0 between tokens of the same roll region, -100 otherwise. After the
+    roll by -shift, rows split into [0, h-ws), [h-ws, h-shift), [h-shift, h), columns alike;
+    the 3 x 3 region pairs get labels 0..8."""
+    labels = torch.zeros(1, h, w, 1)
+    cuts_h = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
+    cuts_w = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
+    label = 0
+    for sh in cuts_h:
+        for sw in cuts_w:
+            labels[:, sh, sw, :] = label
+            label += 1
+    labels = to_windows(labels, ws).squeeze(-1)         # (nW, ws*ws)
+    diff = labels.unsqueeze(1) - labels.unsqueeze(2)
+    return diff.masked_fill(diff != 0, -100.0).masked_fill(diff == 0, 0.0)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside ws x ws windows with a learned relative position bias."""
+
+    def __init__(self, dim, ws, num_heads, qkv_bias, qk_scale, attn_drop, proj_drop):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = qk_scale or (dim // num_heads) ** -0.5
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * ws - 1) ** 2, num_heads))
+        # index[i, j] = (dh + ws-1) * (2ws-1) + (dw + ws-1), (dh, dw) = position of query i - key j
+        pos = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing='ij')).flatten(1)
+        rel = (pos[:, :, None] - pos[:, None, :]) + (ws - 1)
+        self.register_buffer('relative_position_index', rel[0] * (2 * ws - 1) + rel[1])
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=.02)
+
+    def forward(self, x, mask=None):
+        """x: (B*nW, N, C); mask: (nW, N, N) or None."""
+        bw, n, c = x.shape
+        qkv = self.qkv(x).reshape(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        attn = attn + bias.view(n, n, -1).permute(2, 0, 1).unsqueeze(0)
+        if mask is not None:
+            nw = mask.shape[0]
+            attn = attn.view(bw // nw, nw, self.num_heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, self.num_heads, n, n)
+        attn = self.attn_drop(attn.softmax(dim=-1))
+        x = (attn @ v).transpose(1, 2).reshape(bw, n, c)
+        return self.proj_drop(self.proj(x))
+
+
+class SwinBlock(nn.Module):
+    """x + attn(norm1 x), then + mlp(norm2 x); window attention, on the rolled image if shifted."""
+
+    def __init__(self, dim, resolution, num_heads, ws, shift, mlp_ratio, qkv_bias, qk_scale,
+                 drop, attn_drop, drop_path):
+        super().__init__()
+        if resolution <= ws:  # official: an image no larger than a window is one unshifted window
+            ws, shift = resolution, 0
+        self.ws, self.shift, self.resolution = ws, shift, resolution
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, ws, num_heads, qkv_bias, qk_scale, attn_drop, drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+        mask = shifted_window_mask(resolution, resolution, ws, shift) if shift else None
+        self.register_buffer('attn_mask', mask)  # None (not in the state dict) when not shifted
+
+    def forward(self, x, size):
+        h, w = size
+        b, _, c = x.shape
+        y = self.norm1(x).view(b, h, w, c)
+        if self.shift:
+            y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
+            if size == (self.resolution, self.resolution):
+                mask = self.attn_mask
+            else:
+                mask = shifted_window_mask(h, w, self.ws, self.shift).to(x.device, x.dtype)
+        else:
+            mask = None  # the official recomputed mask for an unshifted block is all zeros
+        y = from_windows(self.attn(to_windows(y, self.ws), mask), self.ws, b, h, w)
+        if self.shift:
+            y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
+        x = x + self.drop_path(y.reshape(b, h * w, c))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def conv_block(dim, resi_connection):
+    """The conv closing an RSTB (and conv_after_body)."""
+    if resi_connection == '1conv':
+        return nn.Conv2d(dim, dim, 3, padding=1)
+    return nn.Sequential(nn.Conv2d(dim, dim // 4, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
+                         nn.Conv2d(dim // 4, dim // 4, 1), nn.LeakyReLU(0.2, inplace=True),
+                         nn.Conv2d(dim // 4, dim, 3, padding=1))
+
+
+def to_image(tokens, size):
+    """(B, H*W, C) -> (B, C, H, W)."""
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, *size)
+
+
+class BlockList(nn.Module):
+    """The official `residual_group`: a container whose `blocks` are applied in turn."""
+
+    def __init__(self, blocks):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x, size):
+        for block in self.blocks:
+            x = block(x, size)
+        return x
+
+
+class RSTB(nn.Module):
+    """Residual Swin transformer block: t + flatten(conv(image(blocks(t))))."""
+
+    def __init__(self, dim, blocks, resi_connection):
+        super().__init__()
+        self.residual_group = BlockList(blocks)
+        self.conv = conv_block(dim, resi_connection)
+
+    def forward(self, x, size):
+        return self.conv(to_image(self.residual_group(x, size), size)).flatten(2).transpose(1, 2) + x
+
+
+class PatchEmbed(nn.Module):
+    """Image to tokens: (B, C, H, W) -> (B, H*W, C), then LayerNorm (as official, patch size 1)."""
+
+    def __init__(self, dim, patch_norm):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim) if patch_norm else None
+
+    def forward(self, x):
+        x = x.flatten(2).transpose(1, 2)
+        return self.norm(x) if self.norm is not None else x
+
+
+@register('swinir')
+class SwinIR(nn.Module):
+    def __init__(self, img_size=48, patch_size=1, in_chans=3, embed_dim=180, depths=(6,) * 6,
+                 num_heads=(6,) * 6, window_size=8, mlp_ratio=2., qkv_bias=True, qk_scale=None,
+                 drop_rate=0., attn_drop_rate=0., drop_path_rate=0.1, patch_norm=True, ape=False,
+                 upsampler='none', resi_connection='1conv', no_upsampling=True):
+        super().__init__()
+        if upsampler not in ('none', '', None):
+            raise ValueError(f"swinir is implemented as an encoder only (upsampler 'none'); got {upsampler!r}")
+        if not no_upsampling:  # the official factory ignores it; an upsampling SwinIR is not here
+            raise ValueError("swinir is implemented as an encoder only: no_upsampling must be True")
+        if resi_connection not in ('1conv', '3conv'):
+            raise ValueError(f"resi_connection must be '1conv' or '3conv'; got {resi_connection!r}")
+        if len(depths) != len(num_heads):
+            raise ValueError(f"depths {depths} and num_heads {num_heads} differ in length")
+        self.out_dim = 64
+        self.window = window_size
+        self.receptive_radius = swinir_radius(depths, window_size, resi_connection)
+        resolution = img_size // patch_size
+
+        self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, padding=1)
+        self.patch_embed = PatchEmbed(embed_dim, patch_norm)
+        self.ape = ape
+        if ape:
+            self.absolute_pos_embed = nn.Parameter(torch.zeros(1, resolution * resolution, embed_dim))
+            nn.init.trunc_normal_(self.absolute_pos_embed, std=.02)
+        self.pos_drop = nn.Dropout(drop_rate)
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.layers = nn.ModuleList()
+        for i, (depth, heads) in enumerate(zip(depths, num_heads)):
+            first = sum(depths[:i])
+            blocks = [SwinBlock(embed_dim, resolution, heads, window_size, 0 if j % 2 == 0 else window_size // 2,
+                                mlp_ratio, qkv_bias, qk_scale, drop_rate, attn_drop_rate, rates[first + j])
+                      for j in range(depth)]
+            self.layers.append(RSTB(embed_dim, blocks, resi_connection))
+        self.norm = nn.LayerNorm(embed_dim)
+        self.conv_after_body = conv_block(embed_dim, resi_connection)
+        self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, self.out_dim, 3, padding=1),
+                                                  nn.LeakyReLU(inplace=True))
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m):
+        """Official init: Linear trunc_normal std .02, bias 0; LayerNorm 1 / 0; convs left as is."""
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        """(B, in_chans, H, W) -> (B, 64, Hp, Wp), Hp, Wp = H, W rounded up to window multiples."""
+        h, w = x.shape[-2:]
+        pad_h, pad_w = -h % self.window, -w % self.window
+        x = F.pad(x, (0, pad_w, 0, pad_h), 'reflect')  # never cropped back (official)
+        size = tuple(x.shape[-2:])
+        x0 = self.conv_first(x)
+        t = self.patch_embed(x0)
+        if self.ape:
+            t = t + self.absolute_pos_embed
+        t = self.pos_drop(t)
+        for layer in self.layers:
+            t = layer(t, size)
+        feat = to_image(self.norm(t), size)
+        return self.conv_before_upsample(self.conv_after_body(feat) + x0)
