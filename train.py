@@ -18,6 +18,7 @@ import time
 import warnings
 from types import SimpleNamespace
 
+import torch
 import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -104,6 +105,9 @@ def prepare_training(args):
     # the model, built before the run folder so that its spec, initial weights and frozen parts
     # are checked first; all processes start from the same weights
     rng.seed_all(seed)
+    if cfg.get('deterministic'):  # deterministic kernels only (on a GPU: slower, and cuBLAS needs this workspace)
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+        torch.use_deterministic_algorithms(True)
     model_spec = ckpt['model'] if ckpt else get_key(cfg, 'model')
     model = model_from_spec(model_spec, source=start) if ckpt else models.make(model_spec)
     if cfg.get('init_weights') and not start:

@@ -266,7 +266,8 @@ def main():
     print_device(torch.get_num_threads(), device)
     model, source = get_model(args.weights, args.model_config)
     model.to(device)
-    print(f'model  : LIIF, EDSR-baseline encoder + MLP 256x4, {source}')
+    print(f'model  : {type(model).__name__} over {type(model.encoder).__name__}, '
+          f'{sum(p.numel() for p in model.parameters()):,} parameters, {source}')
     if args.quick:
         print('mode   : --quick (tiny sizes: a smoke check, not representative figures)')
 

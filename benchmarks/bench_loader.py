@@ -1,7 +1,7 @@
 """Samples per second of the training input pipeline, by DataLoader worker count.
 
     python benchmarks/bench_loader.py --root load/div2k/DIV2K_train_HR
-    python benchmarks/bench_loader.py --root ../shared/data/train/BSD200 --workers 0 1 2
+    python benchmarks/bench_loader.py --root load/train/BSD200 --workers 0 1 2
 
 Two paths, with the paper's wrapper (48x48 LR, scale U(1, 4), augmentation, 2304 queries):
 - cpu: the workers make everything (PIL bicubic LR, flips, sampled pixels);
@@ -35,7 +35,7 @@ def rate(dataset, workers, batch, batches, device, hr_only):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--root', default='../shared/data/train/BSD200', help='a folder of training images')
+    p.add_argument('--root', default='load/train/BSD200', help='a folder of training images (default: %(default)s)')
     p.add_argument('--workers', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--batch', type=int, default=16)
     p.add_argument('--batches', type=int, default=50, help='timed batches per case')

@@ -1,8 +1,7 @@
 """Time of a whole test.py evaluation (default: Set14 x4) in float32 and bf16, and the PSNR
 difference bf16 makes (target: within 0.01 dB).
 
-    python benchmarks/bench_test_suite.py --model save/edsr-baseline-liif.pth --load-dir load
-    python benchmarks/bench_test_suite.py --model ../shared/weights/edsr-baseline-liif.pth --load-dir ../shared/data
+    python benchmarks/bench_test_suite.py --model save/pretrained/edsr-baseline-liif.pth --load-dir load
 
 Both precisions run in this one process, one after the other, each after a warm-up run of the
 whole config, so the ratio is measured under the same conditions; `--compile` adds bf16 with the

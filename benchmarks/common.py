@@ -16,7 +16,7 @@ import models  # noqa: E402
 from models.checkpoint import load_model  # noqa: E402
 from utils.config import load_config  # noqa: E402
 
-DEFAULT_WEIGHTS = os.path.join(os.path.dirname(REPO), 'shared', 'weights', 'edsr-baseline-liif.pth')
+DEFAULT_WEIGHTS = os.path.join(REPO, 'save', 'pretrained', 'edsr-baseline-liif.pth')  # the shipped model
 SPEC = {'name': 'liif', 'args': {
     'encoder_spec': {'name': 'edsr-baseline', 'args': {'no_upsampling': True}},
     'imnet_spec': {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [256, 256, 256, 256]}}}}

@@ -7,6 +7,8 @@ import io
 import os
 import subprocess
 
+import torch
+
 from shared import REPO
 
 
@@ -24,13 +26,14 @@ def run_main(module, *args, cwd=REPO):
     ./load paths are relative to it); an unexpected exception is not caught: it fails the test
     with its traceback."""
     out, err, code = io.StringIO(), io.StringIO(), 0
-    previous = os.getcwd()
+    previous, deterministic = os.getcwd(), torch.are_deterministic_algorithms_enabled()
     os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             module.main([str(a) for a in args])
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
-    finally:
+    finally:  # what a script may set for its process (train.py's `deterministic`) ends with it
         os.chdir(previous)
+        torch.use_deterministic_algorithms(deterministic)
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())

@@ -60,12 +60,16 @@ def test_ema_weights_are_exported_unless_no_ema(tmp_path, tiny_ckpt):
     assert not (tmp_path / 'x.pth').exists()
 
 
-def test_shipped_weights_are_weights_only_in_the_official_format_under_7_mb():
-    path = os.path.join(REPO, 'save', 'pretrained', 'edsr-baseline-liif.pth')
+@pytest.mark.parametrize('file, name, parameters', [('edsr-baseline-liif.pth', 'liif', 1_567_323),
+                                                     ('edsr-baseline-lmliif.pth', 'lmliif', 1_386_091)])
+def test_shipped_weights_are_weights_only_in_the_official_format_under_7_mb(file, name, parameters):
+    path = os.path.join(REPO, 'save', 'pretrained', file)
     assert os.path.getsize(path) < 7e6
     ckpt = torch.load(path, weights_only=True)
-    assert ckpt.keys() == {'model'} and ckpt['model'].keys() == {'name', 'args', 'sd'}
-    assert ckpt['model']['name'] == 'liif'
+    # weights only: the official {'model'} (which the official code reads) and this project's data_norm
+    assert ckpt.keys() <= {'model', 'data_norm'} and ckpt['model'].keys() == {'name', 'args', 'sd'}
+    assert ckpt['model']['name'] == name  # data_norm 0.5 / 0.5: recorded, or none (the official default)
+    assert load_model(path, with_data_norm=True)[1] in (None, (0.5, 0.5))
     assert all(v.dtype == torch.float32 for v in ckpt['model']['sd'].values() if v.is_floating_point())
     model = load_model(path)  # strict: every official parameter name is there
-    assert sum(p.numel() for p in model.parameters()) == 1_567_323
+    assert sum(p.numel() for p in model.parameters()) == parameters

@@ -1,4 +1,5 @@
-"""train.py as users run it: real subprocesses, real images, torchrun for distributed runs."""
+"""train.py as users run it, on real images: most runs in this process (`main(argv)`), real
+subprocesses where only a process shows it (torchrun, SIGKILL, the quickstart, torch.compile)."""
 import hashlib
 import os
 import re
@@ -44,8 +45,14 @@ def train_cmd(save_dir, name, *args):
 
 
 def run(cmd, **kwargs):
+    """A real subprocess: for what only a process shows (torchrun, SIGKILL, the quickstart as users run it)."""
     env = dict(os.environ, OMP_NUM_THREADS='1')
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300, **kwargs)
+
+
+def train(save_dir, name, *args):
+    """train.py in this process (main(argv)): a run without a Python and torch start-up."""
+    return run_main(TRAIN_CLI, *train_cmd(save_dir, name, *args)[2:])
 
 
 def load(path):
@@ -135,7 +142,7 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run_bit_for_bit(t
 
 
 def test_checkpoint_holds_official_format_and_training_state(tmp_path):
-    result = run(train_cmd(tmp_path, 'r', *small_run(epoch_max=2, extra=['--set', 'epoch_save=2'])))
+    result = train(tmp_path, 'r', *small_run(epoch_max=2, extra=['--set', 'epoch_save=2']))
     assert result.returncode == 0, result.stderr
     folder = tmp_path / 'r'
     assert {'epoch-last.pth', 'epoch-2.pth', 'config.yaml', 'log.txt', 'tensorboard'} <= set(os.listdir(folder))
@@ -222,7 +229,7 @@ def test_run_folder_checks_before_anything_is_made(tmp_path):
 @pytest.mark.parametrize('norm, value', [('div=[0.0]', 'inf'), ('sub=[.nan]', 'nan')])
 def test_non_finite_loss_stops_at_its_iteration(tmp_path, norm, value):
     # a zero divisor makes every target infinite, a NaN one every target NaN
-    result = run(train_cmd(tmp_path, 'r', *small_run(samples=8, epoch_max=1), '--set', f'data_norm.gt.{norm}'))
+    result = train(tmp_path, 'r', *small_run(samples=8, epoch_max=1), '--set', f'data_norm.gt.{norm}')
     line = error_line(result)
     assert line.startswith(f'train.py: error: loss is {value} at iteration 1 (epoch 1); training stopped, '
                            f'before any checkpoint was written'), line
@@ -232,9 +239,9 @@ def test_non_finite_loss_stops_at_its_iteration(tmp_path, norm, value):
 @pytest.mark.slow
 def test_divergence_stops_the_run_and_keeps_the_last_finished_epoch(tmp_path):
     args = small_run(samples=8, epoch_max=1)  # one iteration an epoch
-    assert run(train_cmd(tmp_path, 'r', *args)).returncode == 0
+    assert train(tmp_path, 'r', *args).returncode == 0
     # an absurd learning rate: the step of epoch 2 makes the weights overflow, the loss of epoch 3 is not finite
-    result = run(train_cmd(tmp_path, 'r', *args, '--set', 'epoch_max=4', '--set', 'optimizer.args.lr=1.e+30', '--resume'))
+    result = train(tmp_path, 'r', *args, '--set', 'epoch_max=4', '--set', 'optimizer.args.lr=1.e+30', '--resume')
     line = error_line(result)
     assert re.fullmatch(r'train\.py: error: loss is (nan|inf) at iteration 3 \(epoch 3\); training stopped\. '
                         r'\S+epoch-last\.pth from the last finished epoch is intact .*', line), line
@@ -257,7 +264,7 @@ def test_corrupt_image_is_named(tmp_path, workers):
     folder = make_folder(tmp_path / 'imgs', [(120, 120)] * 3, corrupt='01b.png')
     args = small_run(workers=workers) + ['--set', f'train_dataset.dataset.args.root_path={folder}',
                                          '--set', 'train_dataset.dataset.args.cache=none']
-    result = run(train_cmd(tmp_path, 'r', *args))
+    result = train(tmp_path, 'r', *args)
     line = error_line(result)
     assert line.startswith('train.py: error:') and '01b.png' in line, result.stderr[-2000:]
 
@@ -266,7 +273,7 @@ def test_image_smaller_than_the_crop_is_named_with_sizes(tmp_path):
     folder = make_folder(tmp_path / 'imgs', [(120, 120), (50, 70), (120, 120)])
     args = small_run() + ['--set', f'train_dataset.dataset.args.root_path={folder}',
                           '--set', '+train_dataset.wrapper.args.scale_min=4']
-    result = run(train_cmd(tmp_path, 'r', *args))
+    result = train(tmp_path, 'r', *args)
     line = error_line(result)
     assert '01.png' in line and '50x70' in line and '96x96' in line
 
@@ -338,7 +345,7 @@ def test_div2k_config_trains_on_a_folder_of_images(tmp_path):
            '--set', 'train_dataset.dataset.args.cache=in_memory',  # 'decoded' would write beside the shipped data
            '--set', f'val_dataset.dataset.args.root_path={val}/HR', '--set', 'val_dataset.dataset.args.repeat=1',
            '--set', 'val_dataset.dataset.args.first_k=2', '--set', 'epoch_max=1', '--set', '+num_workers=0']
-    result = run(cmd)
+    result = run_main(TRAIN_CLI, *cmd[2:])
     assert result.returncode == 0, result.stderr[-2000:]
     log = (tmp_path / 'r' / 'log.txt').read_text()
     assert '1,567,323 parameters' in log and 'val psnr' in log and 'benchmark-4' not in log  # no test set
@@ -349,7 +356,7 @@ def test_div2k_config_trains_on_a_folder_of_images(tmp_path):
 def test_lr_on_device_trains_exactly_as_the_cpu_path(tmp_path):
     args = small_run(samples=16, epoch_max=1, extra=['--set', '+deterministic=true'])
     for name, choice in (('cpu', 'false'), ('device', 'true')):
-        result = run(train_cmd(tmp_path, name, *args, '--set', f'+lr_on_device={choice}'))
+        result = train(tmp_path, name, *args, '--set', f'+lr_on_device={choice}')
         assert result.returncode == 0, result.stderr[-2000:]
     assert 'LR made on the device' in (tmp_path / 'device' / 'log.txt').read_text()
     a, b = load(tmp_path / 'cpu' / 'epoch-last.pth'), load(tmp_path / 'device' / 'epoch-last.pth')
@@ -359,7 +366,10 @@ def test_lr_on_device_trains_exactly_as_the_cpu_path(tmp_path):
 
 @pytest.mark.slow
 def test_channels_last_and_compile_train_like_the_eager_run(tmp_path):
-    args = small_run(samples=16, epoch_max=2, extra=['--set', '+deterministic=true'])
+    # SGD, not Adam: Adam normalises each weight's step, so a weight whose gradient is ~0 moves by
+    # up to lr either way on a rounding difference (7e-4 seen here); SGD keeps differences at rounding
+    args = small_run(samples=16, epoch_max=2, extra=['--set', '+deterministic=true',
+                                                     '--set', 'optimizer={name: sgd, args: {lr: 0.01}}'])
     eager = run(train_cmd(tmp_path, 'eager', *args))
     assert eager.returncode == 0, eager.stderr[-2000:]
     fast = run(train_cmd(tmp_path, 'fast', *args, '--set', '+channels_last=true', '--set', '+compile=true',
@@ -370,8 +380,8 @@ def test_channels_last_and_compile_train_like_the_eager_run(tmp_path):
     assert 'cuda_graphs: off (needs a CUDA device, training on cpu)' in log
     a, b = load(tmp_path / 'eager' / 'epoch-last.pth'), load(tmp_path / 'fast' / 'epoch-last.pth')
     assert a['model']['sd'].keys() == b['model']['sd'].keys()  # the plain module is saved, not the compiled one
-    for key, value in a['model']['sd'].items():  # 1.4e-5 measured on an AVX2 CPU (other conv kernels)
-        torch.testing.assert_close(b['model']['sd'][key], value, rtol=0, atol=5e-5)
+    for key, value in a['model']['sd'].items():
+        torch.testing.assert_close(b['model']['sd'][key], value, rtol=0, atol=1e-5)
 
 
 def test_unknown_speed_up_value_is_a_config_error(tmp_path):
@@ -384,12 +394,12 @@ def test_unknown_speed_up_value_is_a_config_error(tmp_path):
 @pytest.mark.slow
 def test_time_limit_stops_at_an_epoch_end_and_resume_finishes(tmp_path):
     args = small_run(samples=8, epoch_max=3)
-    first = run(train_cmd(tmp_path, 'r', *args, '--time-limit', '0.5s'))
+    first = train(tmp_path, 'r', *args, '--time-limit', '0.5s')
     assert first.returncode == 0, first.stderr[-2000:]
     log = (tmp_path / 'r' / 'log.txt').read_text()
     assert 'time limit: stopped after epoch 1/3' in log and 'done:' not in log
     assert load(tmp_path / 'r' / 'epoch-last.pth')['epoch'] == 1
-    rest = run(train_cmd(tmp_path, 'r', *args, '--resume', '--time-limit', '1h'))  # a limit that holds the rest
+    rest = train(tmp_path, 'r', *args, '--resume', '--time-limit', '1h')  # a limit that holds the rest
     assert rest.returncode == 0, rest.stderr[-2000:]
     assert load(tmp_path / 'r' / 'epoch-last.pth')['epoch'] == 3
     assert 'done:' in (tmp_path / 'r' / 'log.txt').read_text()
@@ -408,13 +418,13 @@ def test_stop_after_warm_up_then_resume_with_a_longer_schedule_equals_one_run(tm
     same weights as one run with that epoch_max, and its config.yaml records that epoch_max."""
     args = small_run(samples=16, extra=['--set', 'multi_step_lr=null', '--set', '+cosine_lr={warmup_epochs: 1}',
                                                  '--set', '+deterministic=true'])
-    whole = run(train_cmd(tmp_path, 'whole', *args, '--set', 'epoch_max=3'))
+    whole = train(tmp_path, 'whole', *args, '--set', 'epoch_max=3')
     assert whole.returncode == 0, whole.stderr[-2000:]
-    first = run(train_cmd(tmp_path, 'split', *args, '--set', 'epoch_max=50', '--stop-after', '1'))
+    first = train(tmp_path, 'split', *args, '--set', 'epoch_max=50', '--stop-after', '1')
     assert first.returncode == 0, first.stderr[-2000:]
     assert 'stopped after epoch 1/50 (--stop-after)' in (tmp_path / 'split' / 'log.txt').read_text()
     assert load(tmp_path / 'split' / 'epoch-last.pth')['epoch'] == 1
-    rest = run(train_cmd(tmp_path, 'split', *args, '--set', 'epoch_max=3', '--resume'))
+    rest = train(tmp_path, 'split', *args, '--set', 'epoch_max=3', '--resume')
     assert rest.returncode == 0, rest.stderr[-2000:]
 
     a, b = load(tmp_path / 'whole' / 'epoch-last.pth'), load(tmp_path / 'split' / 'epoch-last.pth')
@@ -436,11 +446,11 @@ def quickstart_args(epoch_max=2, repeat=2, extra=()):
 @pytest.mark.slow
 def test_resume_applies_a_changed_schedule_and_records_it(tmp_path):
     args = quickstart_args(epoch_max=3, extra=['--set', 'val_full=null', '--set', 'epoch_val=null'])
-    first = run(train_cmd(tmp_path, 'r', *args, '--stop-after', '1'))
+    first = train(tmp_path, 'r', *args, '--stop-after', '1')
     assert first.returncode == 0, first.stderr[-2000:]
     # the config's milestones were [12, 16]; now the lr halves after epoch 1 and the base lr is 2e-4
     changed = ['--set', 'multi_step_lr.milestones=[1]', '--set', 'optimizer.args.lr=2.e-4']
-    rest = run(train_cmd(tmp_path, 'r', *args, *changed, '--resume'))
+    rest = train(tmp_path, 'r', *args, *changed, '--resume')
     assert rest.returncode == 0, rest.stderr[-2000:]
     log = (tmp_path / 'r' / 'log.txt').read_text()
     assert re.findall(r'epoch (\d)/3, lr ([\d.e-]+)', log) == [('1', '5.000e-04'), ('2', '1.000e-04'), ('3', '1.000e-04')]
@@ -459,10 +469,10 @@ def test_resume_applies_a_changed_schedule_and_records_it(tmp_path):
 ])
 def test_resume_refuses_what_cannot_change_and_changes_nothing(tmp_path, change, key):
     args = quickstart_args(epoch_max=2, extra=['--set', 'val_full=null', '--set', 'epoch_val=null'])
-    first = run(train_cmd(tmp_path, 'r', *args, '--stop-after', '1'))
+    first = train(tmp_path, 'r', *args, '--stop-after', '1')
     assert first.returncode == 0, first.stderr[-2000:]
     before = {p.name: digest(p) for p in (tmp_path / 'r').iterdir() if p.is_file()}
-    refused = run(train_cmd(tmp_path, 'r', *args, '--set', change, '--resume'))
+    refused = train(tmp_path, 'r', *args, '--set', change, '--resume')
     assert refused.returncode == 2
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('train.py: error: --resume: ' + key), refused.stderr
@@ -502,7 +512,7 @@ def test_eval_type_scores_val_dataset_on_whole_images_and_epoch_best_is_the_best
               + ', root_path_2: ' + os.path.join(val, 'HR') + '}}, wrapper: {name: sr-implicit-paired}, batch_size: 1}')
     args = quickstart_args(epoch_max=4, repeat=1, extra=['--set', f'val_dataset={paired}', '--set', '+eval_type=benchmark-4',
                                                          '--set', '+eval_bsize=1000'])
-    result = run(train_cmd(tmp_path, 'r', *args))
+    result = train(tmp_path, 'r', *args)
     assert result.returncode == 0, result.stderr[-2000:]
     log = (tmp_path / 'r' / 'log.txt').read_text()
     pairs = [(float(a), float(b)) for a, b in re.findall(r'val psnr ([\d.]+), benchmark-4 psnr ([\d.]+)', log)]
@@ -521,7 +531,7 @@ def test_a_config_without_data_norm_uses_the_official_default_and_its_checkpoint
     from models.checkpoint import load_model
     from models.upscale import upscale
     args = quickstart_args(epoch_max=1, repeat=1, extra=['--set', 'data_norm=null', '--set', 'val_full=null'])
-    result = run(train_cmd(tmp_path, 'r', *args))
+    result = train(tmp_path, 'r', *args)
     assert result.returncode == 0, result.stderr[-2000:]
     ckpt_path = tmp_path / 'r' / 'epoch-last.pth'
     assert load(ckpt_path)['data_norm'] == {'inp': {'sub': [0.0], 'div': [1.0]}, 'gt': {'sub': [0.0], 'div': [1.0]}}
