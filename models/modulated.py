@@ -185,18 +185,23 @@ class LatentModulated(LocalImplicitSR):
         skip = self.skip(coord, top, left, full_h, full_w, h, w)
         return out if skip is None else out + skip
 
-    def query_grid(self, ys, xs, cell, chunk=None):
+    def query_grid(self, ys, xs, cell, chunk=None, hyper_cell=None):
         """`query_rgb` of the grid ys x xs (one image), run by run (see the module doc); through
-        CMSR where it applies (the whole output grid, decoded in chunks of `chunk` queries)."""
+        CMSR where it applies (the whole output grid, decoded in chunks of `chunk` queries).
+        `hyper_cell` (1, 1, 2): the hypernet's cell where it is not `cell` (a CMSR level: the
+        output's cell for the modulations, the level's for the render); such a grid is decoded as it is."""
         if self.feat.shape[0] != 1:
             raise ValueError("query_grid decodes one image (batch size 1)")
-        hyper_cell = cell.view(1, 1, 2)
         h, w = self.feat.shape[-2:]
-        if self.window == (0, 0, h, w) and self.decodes_whole(h, w, len(ys), len(xs)):
-            coord = torch.stack(torch.meshgrid(ys, xs, indexing='ij'), -1).view(1, -1, 2)
-            return self.cmsr.render(self, coord, hyper_cell, chunk).view(len(ys), len(xs), -1)
+        if hyper_cell is None:
+            hyper_cell = cell.view(1, 1, 2)
+            if self.window == (0, 0, h, w) and self.decodes_whole(h, w, len(ys), len(xs)):
+                coord = torch.stack(torch.meshgrid(ys, xs, indexing='ij'), -1).view(1, -1, 2)
+                return self.cmsr.render(self, coord, hyper_cell, chunk).view(len(ys), len(xs), -1)
         if self.decoder == 'plain':
-            return super().query_grid(ys, xs, cell, chunk)
+            coord = torch.stack(torch.meshgrid(ys, xs, indexing='ij'), -1).view(1, -1, 2)
+            return self.batched_query(coord, cell.view(1, 1, 2).expand_as(coord), chunk,
+                                      hyper_cell=hyper_cell).view(len(ys), len(xs), -1)
         table = self.render_table(hyper_cell)
         with torch.autocast(ys.device.type, enabled=False):  # float32, as `query_rgb_fast`
             out = self.grid_runs(ys, xs, cell.float(), table, *self.window, *self.feat.shape[-2:])
