@@ -100,6 +100,7 @@ def main():
     p.add_argument('--quick', action='store_true', help='a 45x80 input, float32, one run each (a smoke check)')
     p.add_argument('--families', nargs='+', default=FAMILIES, choices=FAMILIES, help='(default: all)')
     p.add_argument('--scales', type=int, nargs='+', default=[4, 8], help='(default: 4 8)')
+    p.add_argument('--size', type=int, nargs=2, metavar=('H', 'W'), help='input size (default: 180 320; --quick: 45 80)')
     p.add_argument('--precisions', nargs='+', default=['fp32', 'bf16'], choices=['fp32', 'bf16'])
     p.add_argument('--threads', type=int, default=2, help='torch intra-op threads (default: %(default)s)')
     p.add_argument('--repeats', type=int, default=3, help='timed runs of each case (default: %(default)s)')
@@ -109,7 +110,7 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print_device(torch.get_num_threads())
-    h, w = (45, 80) if args.quick else (180, 320)
+    h, w = args.size or ((45, 80) if args.quick else (180, 320))
     repeats = 1 if args.quick else args.repeats
     precisions = ['fp32'] if args.quick else args.precisions
     weights, tables = pairs(args.weights, 'weights'), pairs(args.cmsr, 'cmsr')
