@@ -38,14 +38,13 @@ table[d] whose bin had pixels got them within the MSE bound from level d. Tables
 table has 1, 2, 4, 6 only; how it drops the others is not documented).
 """
 import math
-import numbers
 import os
 
 import torch
 import torch.nn.functional as F
 import yaml
 
-from utils.config import load_yaml
+from utils.config import is_number, load_yaml
 from utils.coords import coord_seq, make_coord, nearest_index
 from utils.errors import UserError
 from utils.files import atomic_write
@@ -154,16 +153,16 @@ class CMSR:
             if mask.float().mean() >= DENSE:  # the same values, faster: the level's grid row run by row run
                 dense[i] = decode_grid(model, grid[:, 0, 0], grid[0, :, 1], cell, bsize or model.cpu_chunk,
                                        hyper_cell)[:, mask].t()
-            points = grid[mask] if i not in dense else grid[:0, 0]
+            points = grid[:0, 0] if i in dense else grid[mask]  # the points decoded one by one
             grids.append(grid)
             masks.append(mask)
             coords.append(points)
             cells.append(cell.expand_as(points))
-        points = [len(c) for c in coords]
-        pred = model.batched_query(torch.cat(coords).unsqueeze(0), torch.cat(cells).unsqueeze(0), bsize,
-                                   hyper_cell=hyper_cell)[0] if sum(points) else coord.new_zeros(0, 3)
-        pred = [dense.get(i, part) for i, part in enumerate(pred.split(points))]
-        counts = [len(p) for p in pred]
+        sizes = [len(c) for c in coords]
+        sparse = model.batched_query(torch.cat(coords).unsqueeze(0), torch.cat(cells).unsqueeze(0), bsize,
+                                     hyper_cell=hyper_cell)[0] if sum(sizes) else coord.new_zeros(0, 3)
+        pred = [dense.get(i, part) for i, part in enumerate(sparse.split(sizes))]
+        counts = [int(mask.sum()) for mask in masks]
         # 'official_ratio' is what the official log accumulates (total_q / total_qn): it weights
         # level d's points by (d / S)^2, so it is not the fraction of points rendered.
         self.last = {'scale': scale, 'levels': levels, 'thresholds': thresholds, 'points': counts,
@@ -207,10 +206,6 @@ def load_table(path, label=None):
     return check_table(load_yaml(path, label), label)
 
 
-def is_number(x, low=0.0):
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x) and x >= low
-
-
 def check_table(data, label):
     """`data` if it is {target scale > 0: {decode scale > 0: threshold >= 0, ...}, ...}."""
     if not isinstance(data, dict) or not data:
@@ -224,7 +219,8 @@ def check_table(data, label):
                             f"got {table!r}")
         for d, t in table.items():
             bad = (f"decode scale {d!r} is not a positive number" if not is_number(d) or d <= 0 else
-                   f"decode scale {d}: threshold {t!r} is not a number >= 0" if not is_number(t) else None)
+                   f"decode scale {d}: threshold {t!r} is not a number >= 0" if not (is_number(t) and t >= 0)
+                   else None)
             if bad:
                 raise CMSRError(f"{label}: target scale {scale}: {bad}")
     return data

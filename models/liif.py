@@ -85,8 +85,7 @@ class LIIF(LocalImplicitSR):
         hidden = gather_rows(rows, iy, ix, top, left, h, w)  # (M, B, Q, hidden)
         lead = hidden.shape[:-1]
         # the coordinate and cell terms in one matrix product (the cell is the same for all members)
-        c = self.first_layer().weight.shape[1] - (4 if self.cell_decode else 2)
-        extra, w_extra = rels, self.first_layer().weight[:, c:]
+        extra, w_extra = rels, self.first_layer().weight[:, -(4 if self.cell_decode else 2):]
         if self.cell_decode:
             rel_cell = cell * torch.tensor([full_h, full_w], dtype=cell.dtype, device=cell.device)
             extra = torch.cat([rels, rel_cell.expand_as(rels)], dim=-1)

@@ -16,22 +16,15 @@ Fast form: the hypernetwork runs on the coef and freq maps at LR resolution (no 
 cached per cell; a query gathers its table row [c | F | 1 + s | t'] and builds its 16-wide
 basis; every layer's bias is folded into its tabulated shift.
 """
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from utils.coords import make_coord
 from .local_ensemble import blend, ensemble_shifts, grid_rows, lr_skip, sample_nearest, shifted
+from .lte import fourier
 from .models import make, register
 from .modulated import LatentModulated
-
-
-def fourier(coef, freq, dy, dx, phase):
-    """LTE's basis coef * [cos(pi f) || sin(pi f)], f = freq[2k] dy + freq[2k+1] dx + phase."""
-    f = (freq[..., 0::2] * dy + freq[..., 1::2] * dx + phase) * math.pi
-    return coef * torch.cat([torch.cos(f), torch.sin(f)], dim=-1)
 
 
 @register('lmlte')
@@ -79,8 +72,8 @@ class LMLTE(LatentModulated):
         coef, freq = inputs.split(self.render_dim, dim=-1)
         return F.linear(fourier(coef, freq, dy, dx, self.imphase(rel_cell)), self.imnet.layers[0].weight)
 
-    def skip(self, coord, top, left, full_h, full_w, h, w):
-        return lr_skip(self.inp, coord, top, left, full_h, full_w, whole=(top, left, full_h, full_w) == (0, 0, h, w))
+    def skip(self, coord, *window):
+        return lr_skip(self.inp, coord, *window)
 
     def query_rgb_plain(self, coord, cell):
         """The equations as written: hypernet on the coef/freq maps, grid_sample of the

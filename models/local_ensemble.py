@@ -93,12 +93,12 @@ def lr_conv(feat, weight, bias, k):
     return grid_rows(F.conv2d(feat, weight, bias, padding=k // 2))
 
 
-def lr_skip(inp, coord, top, left, full_h, full_w, whole):
+def lr_skip(inp, coord, top, left, full_h, full_w, h, w):
     """The bilinear sample (border padding, align_corners=False, as LTE's skip connection) of the
-    LR input at coord (B, Q, 2): (B, Q, C). `inp` is the crop at (top, left) of the
-    full_h x full_w input, its own frame when `whole` (a direct call: the features may then be
-    larger than the input, as SwinIR pads it)."""
-    if not whole:  # coordinates in the crop's frame
+    LR input at coord (B, Q, 2): (B, Q, C), the window as a decoder's `query_window` gets it.
+    `inp` is the crop at (top, left) of the full_h x full_w input; for whole features (h x w),
+    its own frame (a direct call: the features may then be larger than the input, as SwinIR pads it)."""
+    if (top, left, full_h, full_w) != (0, 0, h, w):  # coordinates in the crop's frame
         hc, wc = inp.shape[-2:]
         scale = torch.tensor([full_h / hc, full_w / wc], dtype=coord.dtype, device=coord.device)
         offset = torch.tensor([2 * top / hc, 2 * left / wc], dtype=coord.dtype, device=coord.device)

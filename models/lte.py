@@ -31,6 +31,13 @@ from .local_ensemble import (blend, ensemble_members, ensemble_shifts, gather_ro
 from .models import make, register
 
 
+def fourier(coef, freq, dy, dx, phase):
+    """LTE's basis coef * [cos(pi f) || sin(pi f)], f = freq[2k] dy + freq[2k+1] dx + phase
+    (adjacent channels pair)."""
+    f = (freq[..., 0::2] * dy + freq[..., 1::2] * dx + phase) * math.pi
+    return coef * torch.cat([torch.cos(f), torch.sin(f)], dim=-1)
+
+
 @register('lte')
 class LTE(LocalImplicitSR):
     local_ensemble = True
@@ -43,14 +50,12 @@ class LTE(LocalImplicitSR):
         self.imnet = make(imnet_spec, args={'in_dim': hidden_dim})
 
     def basis(self, coef, freq, rel, rel_cell):
-        """The MLP input coef * [cos(pi f) || sin(pi f)] from gathered coef, freq (..., hidden),
-        offsets rel (..., 2) and the relative cell (..., 2), all broadcastable."""
-        f = freq[..., 0::2] * rel[..., :1] + freq[..., 1::2] * rel[..., 1:]  # adjacent channels pair
-        f = (f + self.phase(rel_cell)) * math.pi
-        return coef * torch.cat([torch.cos(f), torch.sin(f)], dim=-1)
+        """The MLP input from gathered coef, freq (..., hidden), offsets rel (..., 2) and the
+        relative cell (..., 2), all broadcastable."""
+        return fourier(coef, freq, rel[..., :1], rel[..., 1:], self.phase(rel_cell))
 
-    def skip(self, coord, top, left, full_h, full_w, h, w):
-        return lr_skip(self.inp, coord, top, left, full_h, full_w, whole=(top, left, full_h, full_w) == (0, 0, h, w))
+    def skip(self, coord, *window):
+        return lr_skip(self.inp, coord, *window)
 
     def query_rgb_plain(self, coord, cell):
         """The equations as written: grid_sample of the coef and freq maps per member."""

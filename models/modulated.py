@@ -193,19 +193,17 @@ class LatentModulated(LocalImplicitSR):
         if self.feat.shape[0] != 1:
             raise ValueError("query_grid decodes one image (batch size 1)")
         h, w = self.feat.shape[-2:]
+        coord = torch.stack(torch.meshgrid(ys, xs, indexing='ij'), -1).view(1, -1, 2)
         if hyper_cell is None:
             hyper_cell = cell.view(1, 1, 2)
             if self.window == (0, 0, h, w) and self.decodes_whole(h, w, len(ys), len(xs)):
-                coord = torch.stack(torch.meshgrid(ys, xs, indexing='ij'), -1).view(1, -1, 2)
                 return self.cmsr.render(self, coord, hyper_cell, chunk).view(len(ys), len(xs), -1)
         if self.decoder == 'plain':
-            coord = torch.stack(torch.meshgrid(ys, xs, indexing='ij'), -1).view(1, -1, 2)
             return self.batched_query(coord, cell.view(1, 1, 2).expand_as(coord), chunk,
                                       hyper_cell=hyper_cell).view(len(ys), len(xs), -1)
         table = self.render_table(hyper_cell)
         with torch.autocast(ys.device.type, enabled=False):  # float32, as `query_rgb_fast`
-            out = self.grid_runs(ys, xs, cell.float(), table, *self.window, *self.feat.shape[-2:])
-            coord = torch.stack(torch.meshgrid(ys, xs, indexing='ij'), -1).view(1, -1, 2)
+            out = self.grid_runs(ys, xs, cell.float(), table, *self.window, h, w)
             skip = self.skip(coord, *self.window, h, w)
         return out if skip is None else out + skip.view(out.shape)
 
