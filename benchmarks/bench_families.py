@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from common import REPO, fmt_s, print_device  # also puts the repo on sys.path
 import models  # noqa: E402
-from models import cmsr  # noqa: E402
+from models import cmsr, scale2mod  # noqa: E402
 from models.checkpoint import load_model  # noqa: E402
 from models.upscale import upscale  # noqa: E402
 from utils.config import load_config  # noqa: E402
@@ -123,7 +123,7 @@ def main():
         cases.append((NAMES[family], model, source))
         if model.supports_cmsr:
             with_cmsr = copy.deepcopy(model)
-            table = cmsr.load_table(tables[family]) if family in tables else synthetic_table(model, inp, max(args.scales))
+            table = scale2mod.load(tables[family]) if family in tables else synthetic_table(model, inp, max(args.scales))
             cmsr.attach(with_cmsr, table, 'bench')
             cases.append((NAMES[family] + ' + CMSR', with_cmsr, tables.get(family, f'synthetic table {table}')))
     print(f'input  : {h}x{w}, upscale() with tile 256 and each model\'s default chunk; median of {repeats} runs '

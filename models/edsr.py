@@ -7,32 +7,16 @@ Parameter names follow the official LIIF code so its checkpoints load strictly:
 """
 import math
 
-import torch
 import torch.nn as nn
 
-from .base import conv_radius
+from .layers import MeanShift, conv, conv_radius
 from .models import register
-
-
-def conv3x3(in_channels, out_channels):
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
-
-
-class MeanShift(nn.Conv2d):
-    """A fixed 1x1 conv that adds or subtracts the DIV2K mean colour."""
-
-    def __init__(self, rgb_range=1, rgb_mean=(0.4488, 0.4371, 0.4040), sign=-1):
-        super().__init__(3, 3, kernel_size=1)
-        self.weight.data = torch.eye(3).view(3, 3, 1, 1)
-        self.bias.data = sign * rgb_range * torch.tensor(rgb_mean)
-        for p in self.parameters():
-            p.requires_grad = False
 
 
 class ResBlock(nn.Module):
     def __init__(self, n_feats, res_scale):
         super().__init__()
-        self.body = nn.Sequential(conv3x3(n_feats, n_feats), nn.ReLU(True), conv3x3(n_feats, n_feats))
+        self.body = nn.Sequential(conv(n_feats, n_feats), nn.ReLU(True), conv(n_feats, n_feats))
         self.res_scale = res_scale
 
     def forward(self, x):
@@ -45,10 +29,10 @@ class Upsampler(nn.Sequential):
     def __init__(self, scale, n_feats):
         layers = []
         if scale == 3:
-            layers += [conv3x3(n_feats, 9 * n_feats), nn.PixelShuffle(3)]
+            layers += [conv(n_feats, 9 * n_feats), nn.PixelShuffle(3)]
         elif scale >= 2 and scale & (scale - 1) == 0:
             for _ in range(int(math.log2(scale))):
-                layers += [conv3x3(n_feats, 4 * n_feats), nn.PixelShuffle(2)]
+                layers += [conv(n_feats, 4 * n_feats), nn.PixelShuffle(2)]
         else:
             raise ValueError(f"EDSR upsampler supports scale 2, 3, 4, 8...; got {scale}")
         super().__init__(*layers)
@@ -60,14 +44,14 @@ class EDSR(nn.Module):
         self.no_upsampling = no_upsampling
         self.sub_mean = MeanShift(rgb_range, sign=-1)
         self.add_mean = MeanShift(rgb_range, sign=1)
-        self.head = nn.Sequential(conv3x3(n_colors, n_feats))
+        self.head = nn.Sequential(conv(n_colors, n_feats))
         self.body = nn.Sequential(*[ResBlock(n_feats, res_scale) for _ in range(n_resblocks)],
-                                  conv3x3(n_feats, n_feats))
+                                  conv(n_feats, n_feats))
         if no_upsampling:
             self.out_dim = n_feats
         else:
             self.out_dim = n_colors
-            self.tail = nn.Sequential(Upsampler(scale, n_feats), conv3x3(n_feats, n_colors))
+            self.tail = nn.Sequential(Upsampler(scale, n_feats), conv(n_feats, n_colors))
         # the encoder contract (models/base.py); an upsampling EDSR's features are not on the
         # input's grid, so it is encoded whole
         self.receptive_radius = conv_radius(self) if no_upsampling else None

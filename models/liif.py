@@ -8,19 +8,18 @@ x relative to it, query cell size) to the RGB value at any continuous coordinate
 for the latent z* nearest to x after each local-ensemble shift; the four members' outputs are
 blended by the areas of the opposite rectangles (models/local_ensemble.py).
 
-The fast form (`query_window`): the first MLP layer is linear, so its feature part is a 3x3
+The fast form (`fast_query`): the first MLP layer is linear, so its feature part is a 3x3
 convolution computed once at LR resolution (`make_tables`); a query then gathers one
 hidden-size vector per member by integer indexing, adds its coordinate and cell terms, and the
 four members run through the rest of the MLP in one call.
 """
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.coords import make_coord, nearest_index
+from utils.coords import nearest_index
 from .base import LocalImplicitSR
-from .local_ensemble import (blend, ensemble_members, ensemble_shifts, gather_rows, grid_rows, lr_conv,
-                             sample_nearest, shifted)
+from .local_ensemble import (blend, ensemble_members, gather_rows, grid_rows, grid_size, lr_conv, plain_ensemble,
+                             sample_nearest)
 from .models import make, register
 
 
@@ -37,8 +36,6 @@ class LIIF(LocalImplicitSR):
         else:
             self.imnet = None
 
-    # --- plain form: the paper's equations --------------------------------------------------
-
     def query_rgb_plain(self, coord, cell=None):
         """coord, cell: (B, Q, 2) -> (B, Q, 3). Written like the paper, with grid_sample."""
         feat = self.feat
@@ -47,53 +44,34 @@ class LIIF(LocalImplicitSR):
             return sample_nearest(feat, coord)
         if self.feat_unfold:
             feat = F.unfold(feat, 3, padding=1).view(B, C * 9, h, w)
-        feat_coord = make_coord((h, w), flatten=False, device=coord.device).permute(2, 0, 1).expand(B, 2, h, w)
-        shifts, eps = ensemble_shifts(self.local_ensemble)
-        size = torch.tensor([h, w], dtype=coord.dtype, device=coord.device)
-        preds, rels = [], []
-        for vy, vx in shifts:
-            near = shifted(coord, vy, vx, h, w, eps)
-            q_feat = sample_nearest(feat, near)
-            rel = (coord - sample_nearest(feat_coord, near)) * size
-            inp = [q_feat, rel] + ([cell * size] if self.cell_decode else [])
-            preds.append(self.imnet(torch.cat(inp, dim=-1)))
-            rels.append(rel)
-        return blend(torch.stack(preds), torch.stack(rels))
-
-    # --- fast form: first layer at LR resolution, integer gathers ----------------------------
-
-    def first_layer(self):
-        first = self.imnet.layers[0]
-        if not isinstance(first, nn.Linear):
-            raise TypeError("the fast LIIF decoder needs an imnet whose layers[0] is nn.Linear")
-        return first
+        rel_cell = [cell * grid_size(h, w, coord)] if self.cell_decode else []
+        return plain_ensemble(coord, h, w, self.local_ensemble,
+                              lambda near, rel: self.imnet(torch.cat([sample_nearest(feat, near), rel, *rel_cell], -1)))
 
     def make_tables(self):
         """The first layer's feature term (+ bias) of every latent, one row each: (B*h*w, hidden)."""
         if self.imnet is None:
             return (grid_rows(self.feat),)
-        first = self.first_layer()
+        first = self.imnet.first
         c = self.feat.shape[1] * (9 if self.feat_unfold else 1)
         return (lr_conv(self.feat, first.weight[:, :c], first.bias, 3 if self.feat_unfold else 1),)
 
-    def query_window(self, coord, cell, tables, top, left, full_h, full_w, h, w):
+    def fast_query(self, coord, cell, tables, crop):
         (rows,) = tables
         if self.imnet is None:
-            iy, ix = nearest_index(coord[..., 0], full_h), nearest_index(coord[..., 1], full_w)
-            return gather_rows(rows, iy, ix, top, left, h, w)
-        iy, ix, rels = ensemble_members(coord, full_h, full_w, self.local_ensemble)
-        hidden = gather_rows(rows, iy, ix, top, left, h, w)  # (M, B, Q, hidden)
+            iy, ix = nearest_index(coord[..., 0], crop.full_h), nearest_index(coord[..., 1], crop.full_w)
+            return gather_rows(rows, iy, ix, crop)
+        iy, ix, rels = ensemble_members(coord, crop.full_h, crop.full_w, self.local_ensemble)
+        hidden = gather_rows(rows, iy, ix, crop)  # (M, B, Q, hidden)
         lead = hidden.shape[:-1]
         # the coordinate and cell terms in one matrix product (the cell is the same for all members)
-        extra, w_extra = rels, self.first_layer().weight[:, -(4 if self.cell_decode else 2):]
+        extra, w_extra = rels, self.imnet.first.weight[:, -(4 if self.cell_decode else 2):]
         if self.cell_decode:
-            rel_cell = cell * torch.tensor([full_h, full_w], dtype=cell.dtype, device=cell.device)
-            extra = torch.cat([rels, rel_cell.expand_as(rels)], dim=-1)
+            extra = torch.cat([rels, (cell * grid_size(crop.full_h, crop.full_w, cell)).expand_as(rels)], dim=-1)
         extra, w_extra = extra.reshape(-1, extra.shape[-1]).to(hidden.dtype), w_extra.t().to(hidden.dtype)
         hidden = hidden.view(-1, hidden.shape[-1])
         if torch.is_grad_enabled():  # a fresh 2-D tensor, so the in-place ReLUs below need no autograd copies
             hidden = torch.addmm(hidden, extra, w_extra)
         else:  # the gathered rows are fresh: add in place, saving a copy
             hidden.addmm_(extra, w_extra)
-        preds = self.imnet.layers[1:](hidden).view(*lead, -1)  # all members in one call
-        return blend(preds, rels)
+        return blend(self.imnet.after_first(hidden).view(*lead, -1), rels)  # all members in one call

@@ -19,16 +19,13 @@ tabulated per LR pixel and a query adds only its coordinate and cell terms.
 import torch
 import torch.nn.functional as F
 
-from utils.coords import make_coord
-from .local_ensemble import blend, ensemble_shifts, lr_conv, sample_nearest, shifted
+from .local_ensemble import grid_size, lr_conv, plain_ensemble, sample_nearest
 from .models import make, register
 from .modulated import LatentModulated
 
 
 @register('lmliif')
 class LMLIIF(LatentModulated):
-    folds_first_bias = False  # the latent term of the first layer carries its bias
-
     def __init__(self, encoder_spec, imnet_spec=None, hypernet_spec=None, local_ensemble=True,
                  feat_unfold=True, cell_decode=True, mod_input=False, cmsr_spec=None):
         super().__init__(encoder_spec, cmsr_spec)
@@ -50,48 +47,27 @@ class LMLIIF(LatentModulated):
                                                   'out_dim': imnet.mod_dim + self.latent_dim})
         self.imnet = imnet
 
-    def gen_feat(self, inp, window=None):
-        feat = super().gen_feat(inp, window)
-        # the hypernet's first layer without its cell term: cell-independent, so made here
-        first = self.hypernet.layers[0]
-        self.hyper_pre = lr_conv(feat, first.weight[:, :self.feat_dim], first.bias, 3 if self.feat_unfold else 1)
-        return feat
-
     def hypernet_rows(self, hyper_cell):
-        B = self.feat.shape[0]
-        h, w = self.feat.shape[-2:]
-        size = torch.tensor(self.window[2:], dtype=hyper_cell.dtype, device=hyper_cell.device)
-        cell_term = F.linear(hyper_cell * size, self.hypernet.layers[0].weight[:, self.feat_dim:])  # (B, 1 or hw, D)
-        pre = self.hyper_pre.view(B, h * w, -1) + cell_term.to(self.hyper_pre.dtype)
-        return self.hypernet.layers[1:](pre.reshape(B * h * w, -1))
-
-    def table_inputs(self, mods):
-        """The render MLP's first-layer latent term with its bias, W_z z + b_0, per LR pixel."""
-        first = self.imnet.layers[0]
-        return F.linear(mods[:, self.imnet.mod_dim:], first.weight[:, :self.latent_dim], first.bias)
-
-    def first_layer(self, latent_term, dy, dx, rel_cell):
-        w = self.imnet.layers[0].weight[:, self.latent_dim:]  # columns: dy, dx, cell_y, cell_x
-        return latent_term + dy * w[:, 0] + dx * w[:, 1] + F.linear(rel_cell, w[:, 2:])
+        # the first layer's feature term is a convolution over feat, then the cell term
+        first = self.hypernet.first
+        pre = lr_conv(self.feat, first.weight[:, :self.feat_dim], first.bias, 3 if self.feat_unfold else 1)
+        B, _, h, w = self.feat.shape
+        cell_term = F.linear(hyper_cell * grid_size(self.crop.full_h, self.crop.full_w, hyper_cell),
+                             first.weight[:, self.feat_dim:])  # (B, 1 or hw, D)
+        pre = pre.view(B, h * w, -1) + cell_term.to(pre.dtype)
+        return self.hypernet.after_first(pre.reshape(B * h * w, -1))
 
     def query_rgb_plain(self, coord, cell):
         """coord, cell: (B, Q, 2) -> (B, Q, 3), written as the equations: unfold, hypernet on the
         unfolded features, grid_sample of the modulation map, render MLP per member."""
-        feat = self.feat
-        B, C, h, w = feat.shape
-        hyper_cell = self.hypernet_cell(cell)
-        size = torch.tensor([h, w], dtype=coord.dtype, device=coord.device)
-        rich = F.unfold(feat, 3, padding=1) if self.feat_unfold else feat.view(B, C, h * w)
-        hyper_in = torch.cat([rich.permute(0, 2, 1), (hyper_cell * size).expand(B, h * w, 2)], dim=-1)
+        B, C, h, w = self.feat.shape
+        size = grid_size(h, w, coord)
+        rich = F.unfold(self.feat, 3, padding=1) if self.feat_unfold else self.feat.view(B, C, h * w)
+        hyper_in = torch.cat([rich.permute(0, 2, 1), (self.hypernet_cell(cell) * size).expand(B, h * w, 2)], dim=-1)
         mod_map = self.hypernet(hyper_in).permute(0, 2, 1).reshape(B, -1, h, w)
-        feat_coord = make_coord((h, w), flatten=False, device=coord.device).permute(2, 0, 1).expand(B, 2, h, w)
-        shifts, eps = ensemble_shifts(self.local_ensemble)
-        preds, rels = [], []
-        for vy, vx in shifts:
-            near = shifted(coord, vy, vx, h, w, eps)
-            q_mod = sample_nearest(mod_map, near)
-            rel = (coord - sample_nearest(feat_coord, near)) * size
-            x = torch.cat([q_mod[..., self.imnet.mod_dim:], rel, cell * size], dim=-1)
-            preds.append(self.imnet(x, q_mod[..., :self.imnet.mod_dim]))
-            rels.append(rel)
-        return blend(torch.stack(preds), torch.stack(rels))
+        mod_dim = self.imnet.mod_dim
+
+        def predict(near, rel):
+            m = sample_nearest(mod_map, near)
+            return self.imnet(torch.cat([m[..., mod_dim:], rel, cell * size], dim=-1), m[..., :mod_dim])
+        return plain_ensemble(coord, h, w, self.local_ensemble, predict)

@@ -1,6 +1,6 @@
 """LM-LTE: LTE with a latent-modulated render MLP (LMF, He and Jin, CVPR 2024; the shared
-machinery is in models/modulated.py). Parameter names and constructor arguments follow the
-official LMF code, so its checkpoints load strictly.
+machinery is in models/modulated.py, LTE's front end in lte.py). Parameter names and
+constructor arguments follow the official LMF code, so its checkpoints load strictly.
 
   inp --encoder--> feat; coef, freq = 3x3 convs of feat (hidden_dim each), as in LTE
   once per LR pixel p (the hypernetwork; LTE's basis at delta = (1, 1): the pair is summed):
@@ -16,20 +16,19 @@ Fast form: the hypernetwork runs on the coef and freq maps at LR resolution (no 
 cached per cell; a query gathers its table row [c | F | 1 + s | t'] and builds its 16-wide
 basis; every layer's bias is folded into its tabulated shift.
 """
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.coords import make_coord
-from .local_ensemble import blend, ensemble_shifts, grid_rows, lr_skip, sample_nearest, shifted
-from .lte import fourier
+from .local_ensemble import grid_size, plain_ensemble, sample_nearest
+from .lte import TextureEstimator, fourier
 from .models import make, register
 from .modulated import LatentModulated
 
 
 @register('lmlte')
-class LMLTE(LatentModulated):
-    cmsr_top = 0.5  # the official calibration tries thresholds 0 .. 0.5 for LM-LTE
+class LMLTE(TextureEstimator, LatentModulated):
+    calibration_top = 0.5  # the official calibration tries strengths 0 .. 0.5 for LM-LTE
+    folds_first_bias = True
 
     def __init__(self, encoder_spec, imnet_spec=None, hypernet_spec=None, hidden_dim=128, local_ensemble=True,
                  cell_decode=True, mod_input=False, cmsr_spec=None):
@@ -39,63 +38,46 @@ class LMLTE(LatentModulated):
         if not (mod_input and cell_decode):  # undocumented officially: refused rather than guessed
             raise NotImplementedError("lmlte: only mod_input=True and cell_decode=True are implemented")
         self.local_ensemble = local_ensemble
-        self.coef = nn.Conv2d(self.encoder.out_dim, hidden_dim, 3, padding=1)
-        self.freq = nn.Conv2d(self.encoder.out_dim, hidden_dim, 3, padding=1)
-        self.phase = nn.Linear(2, hidden_dim // 2, bias=False)
+        self.build_texture(hidden_dim)
         self.render_dim = imnet_spec['args']['hidden_dim']
         imnet = make(imnet_spec, args={'in_dim': self.render_dim, 'mod_up_merge': False})
         self.hypernet = make(hypernet_spec, args={'in_dim': hidden_dim, 'out_dim': imnet.mod_dim + 2 * self.render_dim})
         self.imphase = nn.Linear(2, self.render_dim // 2, bias=False)
         self.imnet = imnet
 
-    def hyper_input(self, coef, freq, rel_cell):
+    def hypernet_input(self, coef, freq, rel_cell):
         """The hypernetwork's input from coef, freq (..., hidden) and the relative cell."""
         return fourier(coef, freq, 1, 1, self.phase(rel_cell))
 
-    def gen_feat(self, inp, window=None):
-        feat = super().gen_feat(inp, window)
-        self.coef_rows, self.freq_rows = grid_rows(self.coef(feat)), grid_rows(self.freq(feat))  # cell-independent
-        return feat
-
     def hypernet_rows(self, hyper_cell):
-        coef, freq = self.coef_rows, self.freq_rows
         B = self.feat.shape[0]
-        size = torch.tensor(self.window[2:], dtype=hyper_cell.dtype, device=hyper_cell.device)
-        x = self.hyper_input(coef.view(B, -1, coef.shape[-1]), freq.view(B, -1, freq.shape[-1]),
-                             (hyper_cell * size).to(coef.dtype))
+        coef, freq = self.texture_rows().view(B, -1, 2 * self.coef.out_channels).chunk(2, dim=-1)
+        rel_cell = hyper_cell * grid_size(self.crop.full_h, self.crop.full_w, hyper_cell)
+        x = self.hypernet_input(coef, freq, rel_cell.to(coef.dtype))
         return self.hypernet(x.reshape(-1, x.shape[-1]))
 
-    def table_inputs(self, mods):
+    def render_inputs(self, mods):
         return mods[:, self.imnet.mod_dim:]  # the render coef and freq
 
-    def first_layer(self, inputs, dy, dx, rel_cell):
+    def render_first_layer(self, inputs, dy, dx, rel_cell):
         coef, freq = inputs.split(self.render_dim, dim=-1)
-        return F.linear(fourier(coef, freq, dy, dx, self.imphase(rel_cell)), self.imnet.layers[0].weight)
-
-    def skip(self, coord, *window):
-        return lr_skip(self.inp, coord, *window)
+        return F.linear(fourier(coef, freq, dy, dx, self.imphase(rel_cell)), self.imnet.hidden[0].weight)
 
     def query_rgb_plain(self, coord, cell):
         """The equations as written: hypernet on the coef/freq maps, grid_sample of the
-        modulation map, render MLP per member, blend, LR skip."""
-        feat = self.feat
-        B, _, h, w = feat.shape
-        size = torch.tensor([h, w], dtype=coord.dtype, device=coord.device)
+        modulation map, render MLP per member, blend (the LR skip is added by the base)."""
+        B, _, h, w = self.feat.shape
+        size = grid_size(h, w, coord)
         hyper_cell = self.hypernet_cell(cell)
-        x = self.hyper_input(self.coef(feat).permute(0, 2, 3, 1), self.freq(feat).permute(0, 2, 3, 1),
-                             (hyper_cell * size).view(B, -1, 1, 2) if hyper_cell.shape[1] == 1
-                             else (hyper_cell * size).view(B, h, w, 2))
+        x = self.hypernet_input(self.coef(self.feat).permute(0, 2, 3, 1), self.freq(self.feat).permute(0, 2, 3, 1),
+                                (hyper_cell * size).view(B, -1, 1, 2) if hyper_cell.shape[1] == 1
+                                else (hyper_cell * size).view(B, h, w, 2))
         mod_map = self.hypernet(x).permute(0, 3, 1, 2)
-        feat_coord = make_coord((h, w), flatten=False, device=coord.device).permute(2, 0, 1).expand(B, 2, h, w)
-        shifts, eps = ensemble_shifts(self.local_ensemble)
         mod_dim, rd = self.imnet.mod_dim, self.render_dim
-        preds, rels = [], []
-        for vy, vx in shifts:
-            near = shifted(coord, vy, vx, h, w, eps)
+
+        def predict(near, rel):
             m = sample_nearest(mod_map, near)
-            rel = (coord - sample_nearest(feat_coord, near)) * size
             x = fourier(m[..., mod_dim:mod_dim + rd], m[..., mod_dim + rd:], rel[..., :1], rel[..., 1:],
                         self.imphase(cell * size))
-            preds.append(self.imnet(x, m[..., :mod_dim]))
-            rels.append(rel)
-        return blend(torch.stack(preds), torch.stack(rels)) + self.skip(coord, 0, 0, h, w, h, w)
+            return self.imnet(x, m[..., :mod_dim])
+        return plain_ensemble(coord, h, w, self.local_ensemble, predict)

@@ -35,8 +35,15 @@ class LMMLP(nn.Module):
         layers.append(nn.Linear(last, out_dim))
         self.layers = nn.Sequential(*layers)
 
-    def hidden_layers(self):
+    @property
+    def hidden(self):
+        """The modulated Linears, layer 0 first."""
         return [self.layers[2 * l] for l in range(self.hidden_depth)]
+
+    @property
+    def output(self):
+        """The plain output Linear."""
+        return self.layers[-1]
 
     def split_mods(self, mod):
         """(..., mod_dim) -> (scales, shifts), each (..., hidden_depth, hidden_dim) or None."""
@@ -55,11 +62,11 @@ class LMMLP(nn.Module):
         """x: (..., in_dim), mod: (..., mod_dim) -> (..., out_dim). The equations as written."""
         scales, shifts = self.split_mods(mod)
         a = x
-        for l, linear in enumerate(self.hidden_layers()):
+        for l, linear in enumerate(self.hidden):
             a = linear(a)
             if scales is not None:
                 a = a * (1 + scales[..., l, :])
             if shifts is not None:
                 a = a + shifts[..., l, :]
             a = a.relu()
-        return self.layers[-1](a)
+        return self.output(a)

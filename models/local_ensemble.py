@@ -4,7 +4,7 @@ only: a query finds its pixels with `nearest_index`, not grid_sample."""
 import torch
 import torch.nn.functional as F
 
-from utils.coords import coord_seq, nearest_index
+from utils.coords import coord_seq, make_coord, nearest_index
 
 ENSEMBLE_EPS = 1e-6  # nudges shifted queries off pixel boundaries, as the official code does
 
@@ -14,6 +14,11 @@ def ensemble_shifts(local_ensemble):
     if local_ensemble:
         return [(-1, -1), (-1, 1), (1, -1), (1, 1)], ENSEMBLE_EPS
     return [(0, 0)], 0
+
+
+def grid_size(h, w, like):
+    """tensor([h, w]) in `like`'s dtype and device: [-1, 1] units to LR pixels of an h x w grid."""
+    return torch.tensor([h, w], dtype=like.dtype, device=like.device)
 
 
 def shifted(coord, vy, vx, h, w, eps):
@@ -51,13 +56,28 @@ def axis_members(seq, n, local_ensemble):
     return members
 
 
-def gather_rows(rows, iy, ix, top, left, h, w):
-    """Rows of a per-pixel table (B*h*w, D) laid out like the h x w window at (top, left) of the
-    full grid, at full-grid indices iy, ix (..., B, Q): (..., B, Q, D)."""
+def gather_rows(rows, iy, ix, crop):
+    """Rows of a per-pixel table (B*h*w, D) laid out like the features at `crop` of the full LR
+    grid, at full-grid indices iy, ix (..., B, Q): (..., B, Q, D)."""
     B = iy.shape[-2]
-    batch_offset = (torch.arange(B, device=iy.device) * (h * w)).view(B, 1)
-    index = (iy - top) * w + (ix - left) + batch_offset
+    batch_offset = (torch.arange(B, device=iy.device) * (crop.h * crop.w)).view(B, 1)
+    index = (iy - crop.top) * crop.w + (ix - crop.left) + batch_offset
     return rows.index_select(0, index.view(-1)).view(*index.shape, -1)
+
+
+def plain_ensemble(coord, h, w, local_ensemble, predict):
+    """The local ensemble as the official code writes it (the plain forms): for each member,
+    `predict(near, rel)` with `near` the shifted queries (B, Q, 2) that `sample_nearest` turns into
+    the member's LR pixel and `rel` the query's offset from that pixel's centre in LR pixels; the
+    members' outputs blended."""
+    centres = make_coord((h, w), flatten=False, device=coord.device).permute(2, 0, 1).expand(coord.shape[0], 2, h, w)
+    shifts, eps = ensemble_shifts(local_ensemble)
+    preds, rels = [], []
+    for vy, vx in shifts:
+        near = shifted(coord, vy, vx, h, w, eps)
+        rels.append((coord - sample_nearest(centres, near)) * grid_size(h, w, coord))
+        preds.append(predict(near, rels[-1]))
+    return blend(torch.stack(preds), torch.stack(rels))
 
 
 def blend(preds, rels):
@@ -93,16 +113,14 @@ def lr_conv(feat, weight, bias, k):
     return grid_rows(F.conv2d(feat, weight, bias, padding=k // 2))
 
 
-def lr_skip(inp, coord, top, left, full_h, full_w, h, w):
+def lr_skip(inp, coord, crop):
     """The bilinear sample (border padding, align_corners=False, as LTE's skip connection) of the
-    LR input at coord (B, Q, 2): (B, Q, C), the window as a decoder's `query_window` gets it.
-    `inp` is the crop at (top, left) of the full_h x full_w input; for whole features (h x w),
-    its own frame (a direct call: the features may then be larger than the input, as SwinIR pads it)."""
-    if (top, left, full_h, full_w) != (0, 0, h, w):  # coordinates in the crop's frame
+    LR input at coord (B, Q, 2): (B, Q, C). `inp` is the crop of the input at `crop`; for whole
+    features, its own frame (the features may then be larger than the input, as SwinIR pads it)."""
+    if not crop.whole:  # coordinates in the crop's frame
         hc, wc = inp.shape[-2:]
-        scale = torch.tensor([full_h / hc, full_w / wc], dtype=coord.dtype, device=coord.device)
-        offset = torch.tensor([2 * top / hc, 2 * left / wc], dtype=coord.dtype, device=coord.device)
-        coord = (coord + 1) * scale - 1 - offset
+        coord = (coord + 1) * grid_size(crop.full_h / hc, crop.full_w / wc, coord) - 1 \
+            - grid_size(2 * crop.top / hc, 2 * crop.left / wc, coord)
     out = F.grid_sample(inp, coord.flip(-1).unsqueeze(1).to(inp.dtype), mode='bilinear', padding_mode='border',
                         align_corners=False)
     return out[:, :, 0, :].permute(0, 2, 1)

@@ -24,10 +24,8 @@ import math
 import torch
 import torch.nn as nn
 
-from utils.coords import make_coord
 from .base import LocalImplicitSR
-from .local_ensemble import (blend, ensemble_members, ensemble_shifts, gather_rows, grid_rows, lr_skip,
-                             sample_nearest, shifted)
+from .local_ensemble import blend, ensemble_members, gather_rows, grid_rows, grid_size, plain_ensemble, sample_nearest
 from .models import make, register
 
 
@@ -38,15 +36,28 @@ def fourier(coef, freq, dy, dx, phase):
     return coef * torch.cat([torch.cos(f), torch.sin(f)], dim=-1)
 
 
-@register('lte')
-class LTE(LocalImplicitSR):
+class TextureEstimator:
+    """LTE's front end, shared by LTE and LM-LTE (lmlte.py): the `coef` and `freq` convolutions,
+    the `phase` of the relative cell (official names), local ensemble always on, and the
+    bilinear LR skip added to the output."""
     local_ensemble = True
+    adds_lr_skip = True
 
-    def __init__(self, encoder_spec, imnet_spec, hidden_dim=256):
-        super().__init__(encoder_spec)
+    def build_texture(self, hidden_dim):
         self.coef = nn.Conv2d(self.encoder.out_dim, hidden_dim, 3, padding=1)
         self.freq = nn.Conv2d(self.encoder.out_dim, hidden_dim, 3, padding=1)
         self.phase = nn.Linear(2, hidden_dim // 2, bias=False)
+
+    def texture_rows(self):
+        """The coef and freq maps side by side, one row per LR pixel: (B*h*w, 2 * hidden)."""
+        return grid_rows(torch.cat([self.coef(self.feat), self.freq(self.feat)], dim=1))
+
+
+@register('lte')
+class LTE(TextureEstimator, LocalImplicitSR):
+    def __init__(self, encoder_spec, imnet_spec, hidden_dim=256):
+        super().__init__(encoder_spec)
+        self.build_texture(hidden_dim)
         self.imnet = make(imnet_spec, args={'in_dim': hidden_dim})
 
     def basis(self, coef, freq, rel, rel_cell):
@@ -54,34 +65,20 @@ class LTE(LocalImplicitSR):
         relative cell (..., 2), all broadcastable."""
         return fourier(coef, freq, rel[..., :1], rel[..., 1:], self.phase(rel_cell))
 
-    def skip(self, coord, *window):
-        return lr_skip(self.inp, coord, *window)
-
     def query_rgb_plain(self, coord, cell):
         """The equations as written: grid_sample of the coef and freq maps per member."""
-        feat = self.feat
-        B, _, h, w = feat.shape
-        coef, freq = self.coef(feat), self.freq(feat)
-        feat_coord = make_coord((h, w), flatten=False, device=coord.device).permute(2, 0, 1).expand(B, 2, h, w)
-        size = torch.tensor([h, w], dtype=coord.dtype, device=coord.device)
-        shifts, eps = ensemble_shifts(self.local_ensemble)
-        preds, rels = [], []
-        for vy, vx in shifts:
-            near = shifted(coord, vy, vx, h, w, eps)
-            rel = (coord - sample_nearest(feat_coord, near)) * size
-            preds.append(self.imnet(self.basis(sample_nearest(coef, near), sample_nearest(freq, near), rel, cell * size)))
-            rels.append(rel)
-        return blend(torch.stack(preds), torch.stack(rels)) + self.skip(coord, 0, 0, h, w, h, w)
+        h, w = self.feat.shape[-2:]
+        coef, freq = self.coef(self.feat), self.freq(self.feat)
+        rel_cell = cell * grid_size(h, w, coord)
+        return plain_ensemble(coord, h, w, True, lambda near, rel: self.imnet(
+            self.basis(sample_nearest(coef, near), sample_nearest(freq, near), rel, rel_cell)))
 
     def make_tables(self):
-        """The coef and freq maps side by side, one row per LR pixel: (B*h*w, 2 * hidden)."""
-        return (grid_rows(torch.cat([self.coef(self.feat), self.freq(self.feat)], dim=1)),)
+        return (self.texture_rows(),)
 
-    def query_window(self, coord, cell, tables, top, left, full_h, full_w, h, w):
-        iy, ix, rels = ensemble_members(coord, full_h, full_w, self.local_ensemble)
-        rows = gather_rows(tables[0], iy, ix, top, left, h, w)  # (members, B, Q, 2 * hidden)
-        coef, freq = rows.chunk(2, dim=-1)
-        rel_cell = cell * torch.tensor([full_h, full_w], dtype=cell.dtype, device=cell.device)
-        x = self.basis(coef, freq, rels.to(rows.dtype), rel_cell.to(rows.dtype))
-        preds = self.imnet(x)  # all members in one call
-        return blend(preds, rels) + self.skip(coord, top, left, full_h, full_w, h, w)
+    def fast_query(self, coord, cell, tables, crop):
+        iy, ix, rels = ensemble_members(coord, crop.full_h, crop.full_w, True)
+        coef, freq = gather_rows(tables[0], iy, ix, crop).chunk(2, dim=-1)  # (members, B, Q, hidden) each
+        rel_cell = cell * grid_size(crop.full_h, crop.full_w, cell)
+        x = self.basis(coef, freq, rels.to(coef.dtype), rel_cell.to(coef.dtype))
+        return blend(self.imnet(x), rels)  # all members in one call

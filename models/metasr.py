@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from utils.coords import coord_seq, make_coord, nearest_index
 from .base import LocalImplicitSR
-from .local_ensemble import gather_rows, grid_rows, sample_nearest
+from .local_ensemble import gather_rows, grid_rows, grid_size, sample_nearest
 from .models import make, register
 
 
@@ -22,7 +22,7 @@ class MetaSR(LocalImplicitSR):
         self.imnet = make({'name': 'mlp', 'args': {'in_dim': 3, 'out_dim': self.encoder.out_dim * 9 * 3,
                                                    'hidden_list': [256]}})
 
-    def apply(self, q_feat, rel):
+    def meta_linear(self, q_feat, rel):
         """The per-query linear layer: unfolded latents (N, C*9) and (rel row, rel col, rel cell) (N, 3)."""
         weights = self.imnet(rel).view(len(rel), -1, 3)
         return torch.bmm(q_feat.unsqueeze(1), weights).squeeze(1)
@@ -31,20 +31,20 @@ class MetaSR(LocalImplicitSR):
         """The official formulation: grid_sample of the unfolded features and of the pixel corners."""
         B, C, h, w = self.feat.shape
         feat = F.unfold(self.feat, 3, padding=1).view(B, C * 9, h, w)
-        pixel_corner = make_coord((h, w), flatten=False, device=coord.device) - torch.tensor(
-            [1 / h, 1 / w], device=coord.device)
+        pixel_corner = make_coord((h, w), flatten=False, device=coord.device) - grid_size(1 / h, 1 / w, coord)
         pixel_corner = pixel_corner.permute(2, 0, 1).expand(B, 2, h, w)
         corner = coord - cell / 2
         near = (corner + 1e-6).clamp(-1 + 1e-6, 1 - 1e-6)
-        rel = (corner - sample_nearest(pixel_corner, near)) * torch.tensor([h / 2, w / 2], device=coord.device)
+        rel = (corner - sample_nearest(pixel_corner, near)) * grid_size(h / 2, w / 2, coord)
         rel = torch.cat([rel, cell[..., :1] * (h / 2)], dim=-1)
-        return self.apply(sample_nearest(feat, near).reshape(-1, C * 9), rel.view(-1, 3)).view(B, -1, 3)
+        return self.meta_linear(sample_nearest(feat, near).reshape(-1, C * 9), rel.view(-1, 3)).view(B, -1, 3)
 
     def make_tables(self):
         B, C, h, w = self.feat.shape
         return (grid_rows(F.unfold(self.feat, 3, padding=1).view(B, C * 9, h, w)),)
 
-    def query_window(self, coord, cell, tables, top, left, full_h, full_w, h, w):
+    def fast_query(self, coord, cell, tables, crop):
+        full_h, full_w = crop.full_h, crop.full_w
         # the LR pixel holding the query's top-left corner; offsets from that pixel's corner
         corner = coord - cell / 2
         iy = nearest_index((corner[..., 0] + 1e-6).clamp(-1 + 1e-6, 1 - 1e-6), full_h)
@@ -54,5 +54,5 @@ class MetaSR(LocalImplicitSR):
         rel = torch.stack([(corner[..., 0] - pixel_corner_y) * (full_h / 2),
                            (corner[..., 1] - pixel_corner_x) * (full_w / 2),
                            cell[..., 0] * (full_h / 2)], dim=-1)
-        q_feat = gather_rows(tables[0], iy, ix, top, left, h, w)
-        return self.apply(q_feat.view(-1, q_feat.shape[-1]), rel.view(-1, 3)).view(*coord.shape[:2], 3)
+        q_feat = gather_rows(tables[0], iy, ix, crop)
+        return self.meta_linear(q_feat.view(-1, q_feat.shape[-1]), rel.view(-1, 3)).view(*coord.shape[:2], 3)

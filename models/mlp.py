@@ -16,6 +16,16 @@ class MLP(nn.Module):
         layers.append(nn.Linear(last, out_dim))
         self.layers = nn.Sequential(*layers)
 
+    @property
+    def first(self):
+        """The first Linear: decoders whose input starts with per-LR-pixel features run its
+        feature part once per LR pixel."""
+        return self.layers[0]
+
+    def after_first(self, x):
+        """The layers after `first` (its ReLU included) on (N, hidden) rows."""
+        return self.layers[1:](x)
+
     def forward(self, x):
         shape = x.shape[:-1]
         return self.layers(x.reshape(-1, x.shape[-1])).view(*shape, -1)

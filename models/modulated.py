@@ -1,6 +1,6 @@
 """The latent-modulated decoders of LMF (He and Jin, "Latent Modulated Function for
-Computational Optimal Continuous Image Representation", CVPR 2024): what LM-LIIF (lmliif.py)
-and LM-LTE (lmlte.py) share.
+Computational Optimal Continuous Image Representation", CVPR 2024): what LM-LIIF (lmliif.py),
+LM-LTE (lmlte.py) and LM-CiaoSR (lmciaosr.py) add to the model contract (models/base.py).
 
 A hypernetwork runs once per LR pixel p and returns, in the official layout,
     M_p = [scales s_0..s_{L-1} | shifts t_0..t_{L-1} | the family's render inputs]
@@ -10,29 +10,36 @@ diagonally), runs the render MLP (models/lmmlp.py) on the family's first layer o
 (M_p, x - centre_p, cell), every hidden layer l scaled by 1 + s_l and shifted by t_l; the
 members are blended by area, as in LIIF.
 
-The fast form tabulates per LR pixel what a query gathers (`render_table`):
+The fast form tabulates per LR pixel what a query gathers (the render table):
     [first-layer inputs | 1 + s_0..s_{L-1} | t'_0..t'_{L-1}],  t'_l = b_l (1 + s_l) + t_l
 (layer l's bias folded into its shift, so a query adds no biases), and a query gathers one
-row per member by integer indexing (no grid_sample). `query_grid` decodes rows x columns of
+row per member by integer indexing (no grid_sample). `render_grid` decodes rows x columns of
 an output grid without per-query gathers: output rows that a member reads from the same LR
 row (a run of about `scale` rows) share one gathered row of the table, broadcast over the
 run. With a 16-wide MLP, gathering the ~200 table values per query and member cost more than
 the MLP itself (measured in benchmarks/RESULTS.md).
 
-The hypernetwork sees the query cell. Cells are uniform per image in every official use, and
-the table is then made once per (features, cell) and cached. For non-uniform cells the
-official rule is kept: LR pixel p gets the cell of query p of the call (so a call needs at
-least h*w queries, and `forward` applies it to the whole call before chunking).
+The hypernetwork sees the query cell (the "hypernet cell"). Cells are uniform per image in
+every official use, and the modulations are then made once per (features, cell) and cached.
+For non-uniform cells the official rule is kept: LR pixel p gets the cell of query p of the
+call (so a call needs at least h*w queries, and `forward` applies it to the whole call before
+chunking).
 
 CMSR (models/cmsr.py) is an object a model may carry (`model.cmsr`): in eval mode, beyond x4,
-`forward` and `query_grid` render through it.
+`forward` and `query_grid` decode through it; it renders with `render_points`, `render_grid`
+and `shift_strength` (its `Renderable` protocol).
 """
+from collections import namedtuple
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 
-from .base import LocalImplicitSR
+from .base import LocalImplicitSR, grid_coord
 from .cmsr import CMSR
-from .local_ensemble import axis_members, blend, blend_areas, ensemble_members, gather_rows
+from .local_ensemble import axis_members, blend, blend_areas, ensemble_members, gather_rows, grid_size
+
+Modulations = namedtuple('Modulations', 'rows table')  # hypernetwork output rows, render table
 
 
 def row_runs(index):
@@ -45,27 +52,25 @@ def row_runs(index):
 
 
 class LatentModulated(LocalImplicitSR):
-    """The LM base. A family builds `hypernet` and `imnet` (an lmmlp) and provides:
-      hypernet_rows(hyper_cell)   the hypernetwork's output rows (B*h*w, mod_dim + extra);
-      table_inputs(mods)          the first-layer inputs a query gathers, per LR pixel;
-      first_layer(inputs, dy, dx, rel_cell)  the first hidden layer's pre-activation (without
-                                  its bias when `folds_first_bias`), broadcasting over queries;
-      query_rgb_plain(coord, cell)  the equations as written (with `hypernet_cell(cell)`);
-    and may add `skip` (an LR term added to the output)."""
+    """The LM extension of the contract. A family builds `hypernet` and `imnet` (an lmmlp) and
+    provides `hypernet_rows(hyper_cell)` (the hypernetwork's output per LR pixel, (B*h*w,
+    mod_dim + extra)) and `query_rgb_plain` (with `hypernet_cell(cell)`). Its render's first
+    layer reads [latent (latent_dim) || offset (2) || relative cell (2, if it has a cell input)],
+    unless it overrides `render_inputs` and `render_first_layer` (LM-LTE's Fourier basis)."""
 
     cpu_chunk = 32768  # output rows sharing an LR row share its table row: larger blocks pay
     max_scale = 4  # training's largest scale; CMSR widens cells beyond it (hard-coded officially)
-    folds_first_bias = True
-    cmsr_top = 1.0  # CMSR calibration tries thresholds 0 .. cmsr_top
+    folds_first_bias = False  # True: the first layer's bias is folded into its shift, as the others'
+    calibration_top = 1.0  # CMSR calibration tries strengths 0 .. calibration_top
 
     def __init__(self, encoder_spec, cmsr_spec=None):
         super().__init__(encoder_spec)
         self.cmsr = CMSR.from_spec(cmsr_spec) if cmsr_spec else None
         self.pinned_cell = None  # the hypernet cell of a whole call, while it is decoded in chunks
 
-    def gen_feat(self, inp, window=None):
-        self.cache = None  # (hypernet cell, modulation rows, render table, grad mode) of the last cell
-        return super().gen_feat(inp, window)
+    @property
+    def supports_cmsr(self):
+        return bool(self.imnet.mod_shift)
 
     # --- modulations, once per LR pixel -----------------------------------------------------
 
@@ -77,29 +82,26 @@ class LatentModulated(LocalImplicitSR):
         if (cell == cell[:, :1]).all():
             return cell[:, :1]
         h, w = self.feat.shape[-2:]
-        if cell.shape[1] < h * w or self.window != (0, 0, h, w):
+        if cell.shape[1] < h * w or not self.crop.whole:
             raise ValueError(f"{type(self).__name__}: non-uniform cells follow the official rule (LR pixel p uses "
                              f"the cell of query p), which needs a whole image and at least h*w queries")
         return cell[:, :h * w]
 
+    @contextmanager
+    def modulated_by(self, hyper_cell):
+        """Queries inside use the modulations of `hyper_cell`, whatever their chunk's cells."""
+        self.pinned_cell = hyper_cell
+        try:
+            yield
+        finally:
+            self.pinned_cell = None
+
     def modulations(self, hyper_cell):
-        """Hypernet output rows (B*h*w, D) for this hypernet cell (cached)."""
-        self.update_cache(hyper_cell)
-        return self.cache[1]
+        """The hypernetwork's rows and the render table for this hypernet cell (cached)."""
+        return self.cached(hyper_cell, lambda: self.make_modulations(hyper_cell))
 
-    def render_table(self, hyper_cell):
-        """Per-LR-pixel rows of what a query gathers (see the module doc); a missing scale (shift)
-        block reads as 1 (0). Float32, whatever the autocast."""
-        self.update_cache(hyper_cell)
-        return self.cache[2]
-
-    def update_cache(self, hyper_cell):
-        # rebuilt for another cell, and when grad mode changed (a table made under no_grad
-        # would silently cut the hypernet out of the graph)
-        grad = torch.is_grad_enabled()
-        if self.cache is not None and self.cache[0].shape == hyper_cell.shape \
-                and torch.equal(self.cache[0], hyper_cell) and self.cache[3] == grad:
-            return
+    def make_modulations(self, hyper_cell):
+        # a missing scale (shift) block reads as 1 (0); the table is float32, whatever the autocast
         mods = self.hypernet_rows(hyper_cell)
         scales, shifts = self.imnet.split_mods(mods[:, :self.imnet.mod_dim])
         n, depth, hd = mods.shape[0], self.imnet.hidden_depth, self.imnet.hidden_dim
@@ -107,66 +109,86 @@ class LatentModulated(LocalImplicitSR):
         shifts = shifts if shifts is not None else mods.new_zeros(n, depth, hd)
         # (W a + b)(1 + s) + t = (W a)(1 + s) + (b (1 + s) + t): no bias add per query
         k = 0 if self.folds_first_bias else 1
-        biases = torch.stack([layer.bias for layer in self.imnet.hidden_layers()[k:]])  # (depth - k, hd)
+        biases = torch.stack([layer.bias for layer in self.imnet.hidden[k:]])  # (depth - k, hd)
         shifts = torch.cat([shifts[:, :k], torch.addcmul(shifts[:, k:], scales[:, k:], biases)], dim=1)
-        table = torch.cat([self.table_inputs(mods), scales.flatten(1), shifts.flatten(1)], dim=1).float()
-        self.cache = (hyper_cell.clone(), mods, table, grad)
+        table = torch.cat([self.render_inputs(mods), scales.flatten(1), shifts.flatten(1)], dim=1).float()
+        return Modulations(mods, table)
+
+    def render_inputs(self, mods):
+        """What a query's first render layer reads per LR pixel: its latent term W_z z + b_0."""
+        first = self.imnet.hidden[0]
+        return F.linear(mods[:, self.imnet.mod_dim:], first.weight[:, :self.latent_dim], first.bias)
+
+    def render_first_layer(self, latent_term, dy, dx, rel_cell):
+        """The first render layer's pre-activation from the gathered inputs, the offsets and the
+        relative cell, broadcasting over queries."""
+        w = self.imnet.hidden[0].weight[:, self.latent_dim:]  # columns: dy, dx (, cell_y, cell_x)
+        out = latent_term + dy * w[:, 0] + dx * w[:, 1]
+        return out + F.linear(rel_cell, w[:, 2:]) if w.shape[1] > 2 else out
 
     def table_split(self, table):
         """The table's columns as [first-layer inputs, 1 + s_0, ..., t'_0, ...] (one split, not a
         slice per layer: each slice's backward would zero a gradient as large as the rows)."""
-        hd = self.imnet.hidden_dim
-        return table.split([table.shape[-1] - 2 * self.imnet.hidden_depth * hd] + [hd] * 2 * self.imnet.hidden_depth,
-                           dim=-1)
+        hd, depth = self.imnet.hidden_dim, self.imnet.hidden_depth
+        return table.split([table.shape[-1] - 2 * depth * hd] + [hd] * 2 * depth, dim=-1)
 
     def gen_modulations(self, cell):
         """The modulation map (B, D, h, w) that queries with `cell` use (the official layout)."""
-        B = self.feat.shape[0]
-        h, w = self.feat.shape[-2:]
-        return self.modulations(self.hypernet_cell(cell)).view(B, h, w, -1).permute(0, 3, 1, 2)
+        B, _, h, w = self.feat.shape
+        return self.modulations(self.hypernet_cell(cell)).rows.view(B, h, w, -1).permute(0, 3, 1, 2)
 
     def shift_strength(self, hyper_cell):
         """Mean |shift modulation| per LR pixel (B, 1, h, w): CMSR's measure of local detail."""
-        _, shifts = self.imnet.split_mods(self.modulations(hyper_cell)[:, :self.imnet.mod_dim])
+        _, shifts = self.imnet.split_mods(self.modulations(hyper_cell).rows[:, :self.imnet.mod_dim])
         if shifts is None:
             raise ValueError("CMSR needs shift modulations (mod_shift=True)")
-        B = self.feat.shape[0]
-        h, w = self.feat.shape[-2:]
+        B, _, h, w = self.feat.shape
         return shifts.abs().flatten(1).mean(1).view(B, 1, h, w)
 
     # --- queries ----------------------------------------------------------------------------
 
     def tables(self, cell):
-        return (self.render_table(self.hypernet_cell(cell)),)
+        return (self.modulations(self.hypernet_cell(cell)).table,)
 
-    def skip(self, coord, top, left, full_h, full_w, h, w):
-        """What the family adds to the blended output at coord (B, Q, 2) (window as
-        `query_window`), or None."""
-        return None
+    def uses_cmsr(self, n_queries, h, w):
+        return self.cmsr is not None and not self.training and self.cmsr.active(n_queries, h, w)
+
+    def decodes_whole(self, h, w, H, W):
+        return self.uses_cmsr(H * W, h, w)
 
     def forward(self, inp, coord=None, cell=None, bsize=None):
-        """The official forward; renders through CMSR where it applies (eval, beyond x4)."""
+        """The official forward; decodes through CMSR where it applies (eval, beyond x4)."""
         self.gen_feat(inp)
         if coord is None:
             return None
-        if self.cmsr is not None and not self.training and self.cmsr.active(coord.shape[1], *self.feat.shape[-2:]):
-            return self.cmsr.render(self, coord, self.hypernet_cell(cell), bsize)
-        return self.batched_query(coord, cell, bsize)
+        if self.uses_cmsr(coord.shape[1], *self.feat.shape[-2:]):
+            return self.cmsr.decode(self, coord, self.hypernet_cell(cell), bsize)
+        return self.render_points(coord, cell, self.hypernet_cell(cell), bsize)
 
-    def batched_query(self, coord, cell, bsize=None, hyper_cell=None):
-        """Queries in chunks, with the hypernet cell of the whole call (the official rule)."""
-        self.pinned_cell = hyper_cell if hyper_cell is not None else self.hypernet_cell(cell)
-        try:
-            return super().batched_query(coord, cell, bsize)
-        finally:
-            self.pinned_cell = None
+    def query_grid(self, ys, xs, cell, chunk=None):
+        """`query_rgb` of the grid ys x xs (one image), run by run (see the module doc); through
+        CMSR where it applies (the whole output grid)."""
+        if self.feat.shape[0] != 1:
+            raise ValueError("query_grid decodes one image (batch size 1)")
+        if self.crop.whole and self.uses_cmsr(len(ys) * len(xs), *self.feat.shape[-2:]):
+            return self.cmsr.decode(self, grid_coord(ys, xs), cell.view(1, 1, 2), chunk).view(len(ys), len(xs), -1)
+        return self.render_grid(ys, xs, cell, cell.view(1, 1, 2), chunk)
 
-    def decodes_whole(self, h, w, H, W):
-        return self.cmsr is not None and not self.training and self.cmsr.active(H * W, h, w)
+    def render_points(self, coord, cell, hyper_cell, chunk=None):
+        """The queries (1, Q, 2) rendered with the modulations of `hyper_cell`, in chunks."""
+        with self.modulated_by(hyper_cell):
+            return self.batched_query(coord, cell, chunk)
 
-    @property
-    def supports_cmsr(self):
-        return bool(self.imnet.mod_shift)
+    def render_grid(self, ys, xs, cell, hyper_cell, chunk=None):
+        """The grid ys x xs rendered with the modulations of `hyper_cell` (1, 1, 2): (n, m, 3)."""
+        if self.decoder == 'plain':
+            coord = grid_coord(ys, xs)
+            return self.render_points(coord, cell.view(1, 1, 2).expand_as(coord), hyper_cell,
+                                      chunk).view(len(ys), len(xs), -1)
+        table = self.modulations(hyper_cell).table
+        with torch.autocast(ys.device.type, enabled=False):  # float32, as `query_rgb_fast`
+            out = self.grid_runs(ys, xs, cell.float(), table, self.crop)
+            return out + self.lr_skip(grid_coord(ys, xs)).view(out.shape) if self.adds_lr_skip else out
 
     def query_rgb_fast(self, coord, cell=None):
         """The per-query part runs in float32 even under autocast (the encoder and hypernetwork
@@ -175,43 +197,18 @@ class LatentModulated(LocalImplicitSR):
         with torch.autocast(coord.device.type, enabled=False):
             return super().query_rgb_fast(coord.float(), cell.float())
 
-    def query_window(self, coord, cell, tables, top, left, full_h, full_w, h, w):
-        iy, ix, rels = ensemble_members(coord, full_h, full_w, self.local_ensemble)
-        rows = gather_rows(tables[0], iy, ix, top, left, h, w)  # (members, B, Q, D)
-        parts = self.table_split(rows)
-        rel_cell = cell * torch.tensor([full_h, full_w], dtype=cell.dtype, device=cell.device)
-        first = self.first_layer(parts[0], rels[..., :1], rels[..., 1:], rel_cell)
-        out = blend(self.render(first, parts), rels)
-        skip = self.skip(coord, top, left, full_h, full_w, h, w)
-        return out if skip is None else out + skip
+    def fast_query(self, coord, cell, tables, crop):
+        iy, ix, rels = ensemble_members(coord, crop.full_h, crop.full_w, self.local_ensemble)
+        parts = self.table_split(gather_rows(tables[0], iy, ix, crop))  # (members, B, Q, D) each
+        rel_cell = cell * grid_size(crop.full_h, crop.full_w, cell)
+        first = self.render_first_layer(parts[0], rels[..., :1], rels[..., 1:], rel_cell)
+        return blend(self.render(first, parts), rels)
 
-    def query_grid(self, ys, xs, cell, chunk=None, hyper_cell=None):
-        """`query_rgb` of the grid ys x xs (one image), run by run (see the module doc); through
-        CMSR where it applies (the whole output grid, decoded in chunks of `chunk` queries).
-        `hyper_cell` (1, 1, 2): the hypernet's cell where it is not `cell` (a CMSR level: the
-        output's cell for the modulations, the level's for the render); such a grid is decoded as it is."""
-        if self.feat.shape[0] != 1:
-            raise ValueError("query_grid decodes one image (batch size 1)")
-        h, w = self.feat.shape[-2:]
-        coord = torch.stack(torch.meshgrid(ys, xs, indexing='ij'), -1).view(1, -1, 2)
-        if hyper_cell is None:
-            hyper_cell = cell.view(1, 1, 2)
-            if self.window == (0, 0, h, w) and self.decodes_whole(h, w, len(ys), len(xs)):
-                return self.cmsr.render(self, coord, hyper_cell, chunk).view(len(ys), len(xs), -1)
-        if self.decoder == 'plain':
-            return self.batched_query(coord, cell.view(1, 1, 2).expand_as(coord), chunk,
-                                      hyper_cell=hyper_cell).view(len(ys), len(xs), -1)
-        table = self.render_table(hyper_cell)
-        with torch.autocast(ys.device.type, enabled=False):  # float32, as `query_rgb_fast`
-            out = self.grid_runs(ys, xs, cell.float(), table, *self.window, h, w)
-            skip = self.skip(coord, *self.window, h, w)
-        return out if skip is None else out + skip.view(out.shape)
-
-    def grid_runs(self, ys, xs, cell, table, top, left, full_h, full_w, h, w):
-        rows_m = axis_members(ys, full_h, self.local_ensemble)  # [(index (n,), offset (n,))] per row shift
-        cols_m = axis_members(xs, full_w, self.local_ensemble)
-        rel_cell = cell * torch.tensor([full_h, full_w], dtype=cell.dtype, device=cell.device)
-        grid = table.view(h, w, -1)
+    def grid_runs(self, ys, xs, cell, table, crop):
+        rows_m = axis_members(ys, crop.full_h, self.local_ensemble)  # [(index (n,), offset (n,))] per row shift
+        cols_m = axis_members(xs, crop.full_w, self.local_ensemble)
+        rel_cell = cell * grid_size(crop.full_h, crop.full_w, cell)
+        grid = table.view(crop.h, crop.w, -1)
         preds = []
         for iy, dy in rows_m:
             runs = row_runs(iy)
@@ -219,8 +216,10 @@ class LatentModulated(LocalImplicitSR):
                 pred = None
                 for lr_rows, out_rows in runs:  # out_rows (U, L): U runs of L rows each
                     U, L = out_rows.shape
-                    parts = self.table_split(grid.index_select(0, lr_rows - top).index_select(1, ix - left).unsqueeze(1))
-                    first = self.first_layer(parts[0], dy[out_rows].view(U, L, 1, 1), dx.view(1, 1, -1, 1), rel_cell)
+                    rows = grid.index_select(0, lr_rows - crop.top).index_select(1, ix - crop.left).unsqueeze(1)
+                    parts = self.table_split(rows)
+                    first = self.render_first_layer(parts[0], dy[out_rows].view(U, L, 1, 1), dx.view(1, 1, -1, 1),
+                                                    rel_cell)
                     out = self.render(first, parts)  # (U, L, m, 3)
                     if pred is None:
                         pred = out.new_empty(len(ys), len(xs), out.shape[-1])
@@ -236,8 +235,8 @@ class LatentModulated(LocalImplicitSR):
         (`table_split`), broadcastable to it: (..., out_dim)."""
         depth = self.imnet.hidden_depth
         a = first
-        for l, linear in enumerate(self.imnet.hidden_layers()):
+        for l, linear in enumerate(self.imnet.hidden):
             if l > 0:
                 a = F.linear(a, linear.weight)  # the bias is in the tabulated shift
             a = torch.addcmul(parts[1 + depth + l], a, parts[1 + l]).relu_()
-        return self.imnet.layers[-1](a)
+        return self.imnet.output(a)

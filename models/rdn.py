@@ -3,15 +3,11 @@
 import torch
 import torch.nn as nn
 
-from .base import conv_radius
+from .layers import conv, conv_radius
 from .models import register
 
 # (number of blocks, convs per block, growth rate)
 RDN_CONFIGS = {'A': (20, 6, 32), 'B': (16, 8, 64)}
-
-
-def conv(in_channels, out_channels, kernel_size):
-    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=(kernel_size - 1) // 2)
 
 
 class DenseLayer(nn.Module):

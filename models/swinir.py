@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .layers import DropPath, Mlp, WindowAttention, from_windows, shifted_window_mask, to_windows
 from .models import register
 
 
@@ -46,99 +47,6 @@ def swinir_radius(depths, window_size, resi_connection='1conv'):
     radius += len(depths) * conv                # the conv closing each RSTB
     radius += conv + 1                          # conv_after_body, conv_before_upsample
     return radius + window_size                 # margin: shifted-window masks, reflect padding
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: in train mode, zero the whole residual branch of a sample with
-    probability p and scale the kept ones by 1 / (1 - p); identity in eval mode."""
-
-    def __init__(self, p):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x):
-        if not self.training or self.p == 0:
-            return x
-        keep = 1 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x.div(keep) * mask
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim, hidden, drop):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x):
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
-def to_windows(x, ws):
-    """(B, H, W, C) -> (B * H/ws * W/ws, ws * ws, C), windows row-major, tokens row-major."""
-    b, h, w, c = x.shape
-    x = x.view(b, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, ws * ws, c)
-
-
-def from_windows(windows, ws, b, h, w):
-    """The inverse of `to_windows`: -> (B, H, W, C)."""
-    x = windows.view(b, h // ws, w // ws, ws, ws, -1).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, h, w, -1)
-
-
-def shifted_window_mask(h, w, ws, shift):
-    """(nW, ws*ws, ws*ws): 0 between tokens of the same roll region, -100 otherwise. After the
-    roll by -shift, rows split into [0, h-ws), [h-ws, h-shift), [h-shift, h), columns alike;
-    the 3 x 3 region pairs get labels 0..8."""
-    labels = torch.zeros(1, h, w, 1)
-    cuts_h = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
-    cuts_w = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
-    label = 0
-    for sh in cuts_h:
-        for sw in cuts_w:
-            labels[:, sh, sw, :] = label
-            label += 1
-    labels = to_windows(labels, ws).squeeze(-1)         # (nW, ws*ws)
-    diff = labels.unsqueeze(1) - labels.unsqueeze(2)
-    return diff.masked_fill(diff != 0, -100.0).masked_fill(diff == 0, 0.0)
-
-
-class WindowAttention(nn.Module):
-    """Multi-head self-attention inside ws x ws windows with a learned relative position bias."""
-
-    def __init__(self, dim, ws, num_heads, qkv_bias, qk_scale, attn_drop, proj_drop):
-        super().__init__()
-        self.num_heads = num_heads
-        self.scale = qk_scale or (dim // num_heads) ** -0.5
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * ws - 1) ** 2, num_heads))
-        # index[i, j] = (dh + ws-1) * (2ws-1) + (dw + ws-1), (dh, dw) = position of query i - key j
-        pos = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing='ij')).flatten(1)
-        rel = (pos[:, :, None] - pos[:, None, :]) + (ws - 1)
-        self.register_buffer('relative_position_index', rel[0] * (2 * ws - 1) + rel[1])
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
-        nn.init.trunc_normal_(self.relative_position_bias_table, std=.02)
-
-    def forward(self, x, mask=None):
-        """x: (B*nW, N, C); mask: (nW, N, N) or None."""
-        bw, n, c = x.shape
-        qkv = self.qkv(x).reshape(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = (q * self.scale) @ k.transpose(-2, -1)
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        attn = attn + bias.view(n, n, -1).permute(2, 0, 1).unsqueeze(0)
-        if mask is not None:
-            nw = mask.shape[0]
-            attn = attn.view(bw // nw, nw, self.num_heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
-            attn = attn.view(-1, self.num_heads, n, n)
-        attn = self.attn_drop(attn.softmax(dim=-1))
-        x = (attn @ v).transpose(1, 2).reshape(bw, n, c)
-        return self.proj_drop(self.proj(x))
 
 
 class SwinBlock(nn.Module):

@@ -33,16 +33,18 @@ def default_chunk(device, model):
     return model.cpu_chunk if torch.device(device).type == 'cpu' else 131072
 
 
-def window_padding(x, window):
+def mirror_pad(x, window):
     """The official evaluation's padding for window encoders (SwinIR): the image continued by its
-    mirror image (edge repeated) to (n // window + 1) * window rows and columns. As officially, an
-    image smaller than its padding gets only its own mirror (2n, not a multiple: the encoder pads
-    the rest)."""
+    mirror image (edge repeated) to (n // window + 1) * window rows and columns; an image under
+    half a window is mirrored again until it fills them (the official code fails there)."""
     if window == 1:
         return x
-    h, w = x.shape[-2:]
-    x = torch.cat([x, x.flip(-2)], dim=-2)[..., :(h // window + 1) * window, :]
-    return torch.cat([x, x.flip(-1)], dim=-1)[..., :(w // window + 1) * window]
+    H, W = ((n // window + 1) * window for n in x.shape[-2:])
+    while x.shape[-2] < H:
+        x = torch.cat([x, x.flip(-2)], dim=-2)
+    while x.shape[-1] < W:
+        x = torch.cat([x, x.flip(-1)], dim=-1)
+    return x[..., :H, :W]
 
 
 def output_axis(n_out, n_in, n_padded):
@@ -75,7 +77,7 @@ def upscale(model, inp, size, tile=256, chunk=None, data_norm=(0.5, 0.5), progre
     sub, div = data_norm
     encoder = model.encoder
     h, w = inp.shape[-2:]
-    x = window_padding((inp.reshape(1, 3, h, w) - sub) / div, encoder.window)
+    x = mirror_pad((inp.reshape(1, 3, h, w) - sub) / div, encoder.window)
     hp, wp = x.shape[-2:]
     ys, xs = output_axis(H, h, hp).to(inp.device), output_axis(W, w, wp).to(inp.device)
     # the output pixel's size in the padded frame, widened by cell_scale
@@ -84,12 +86,12 @@ def upscale(model, inp, size, tile=256, chunk=None, data_norm=(0.5, 0.5), progre
     whole = model.decodes_whole(hp, wp, len(ys), len(xs))
     if not whole:  # the padded part of the output is not needed
         ys, xs = ys[:H], xs[:W]
-    if whole or encoder.receptive_radius is None:
+    if whole or model.receptive_radius is None:
         tile = max(hp, wp)
     block = len(ys) * len(xs) if whole else chunk  # queries per query_grid call
     # latents beyond a query's nearest one that the decoder reads (more when downscaling, where a
     # query cell spans several latents), plus how far the encoder's features see
-    halo = (encoder.receptive_radius or 0) + model.reach + math.ceil(max(hp / len(ys), wp / len(xs)))
+    halo = (model.receptive_radius or 0) + model.reach + math.ceil(max(hp / len(ys), wp / len(xs)))
     owner_y, owner_x = nearest_index(ys, hp), nearest_index(xs, wp)
     out = torch.empty(3, len(ys), len(xs), device=inp.device)
     bar = tqdm(total=len(ys) * len(xs), unit='px', unit_scale=True, desc='upscale', disable=not progress)
@@ -103,7 +105,7 @@ def upscale(model, inp, size, tile=256, chunk=None, data_norm=(0.5, 0.5), progre
             left = max(c0 - halo, 0) // encoder.window * encoder.window
             bottom, right = min(r0 + tile + halo, hp), min(c0 + tile + halo, wp)
             whole_crop = (top, left, bottom, right) == (0, 0, hp, wp)  # then the features' own grid
-            model.gen_feat(x[..., top:bottom, left:right], window=None if whole_crop else (top, left, hp, wp))
+            model.gen_feat(x[..., top:bottom, left:right], crop=None if whole_crop else (top, left, hp, wp))
             n_cols = min(cols[1] - cols[0], block)
             n_rows = max(1, block // n_cols)
             for r in range(rows[0], rows[1], n_rows):

@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 
 from cli import load_script, run_main
-from models import cmsr
+from models import cmsr, scale2mod
 from models.checkpoint import load_model
 from models.upscale import upscale
 from shared import REPO
@@ -45,7 +45,7 @@ def test_demo_renders_with_cmsr(files, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f'wrote {out} (96x72 px' in proc.stdout
     model = load_model(files['ckpt'])
-    model.cmsr = cmsr.CMSR(cmsr.load_table(files['table']))
+    model.cmsr = cmsr.CMSR(scale2mod.load(files['table']))
     expected = (upscale(model, files['inp'], (72, 96)) * 255).round().byte().permute(1, 2, 0).numpy()
     rendered = model.cmsr.last['rendered_fraction']
     assert 0 < rendered < 1 and f"CMSR rendered {rendered:.1%} of the pixels" in proc.stdout
@@ -73,7 +73,7 @@ def test_bare_cmsr_takes_the_table_beside_the_checkpoint(files, tmp_path):
     ('{tmp}/bad.yaml', 'lm', "--cmsr {tmp}/bad.yaml: target scale 6: decode scale 2: threshold 'high' is not a number"),
     ('{tmp}/list.yaml', 'lm', '--cmsr {tmp}/list.yaml: expected a Scale2Mod table'),
     ('{tmp}/broken.yaml', 'lm', '--cmsr {tmp}/broken.yaml: invalid YAML at line'),
-    ('{table}', 'liif', '--cmsr {table} (--model {liif}): model LIIF has no CMSR (it needs an lmliif or lmlte checkpoint'),
+    ('{table}', 'liif', '--cmsr {table} (--model {liif}): model LIIF has no CMSR (it needs a latent-modulated checkpoint'),
 ])
 def test_demo_bad_table_or_model_is_one_line(files, tiny_ckpt, tmp_path, table, model, expected):
     (tmp_path / 'bad.yaml').write_text('6: {1: 0.3, 2: high, 6: 1}\n')
@@ -125,7 +125,7 @@ def test_test_py_refuses_cmsr_for_liif(tiny_ckpt, files):
                     '--cmsr', files['table'], '--device', 'cpu')
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"test.py: error: --cmsr {files['table']}: model LIIF has no CMSR "
-                                   f"(it needs an lmliif or lmlte checkpoint with shift modulations)")
+                                   f"(it needs a latent-modulated checkpoint with shift modulations: lmliif, lmlte, lmciaosr)")
 
 
 @pytest.mark.slow
@@ -140,7 +140,7 @@ def test_shipped_lmliif_with_its_shipped_table_renders_every_pixel_of_a_photo_at
     size = (inp.shape[1] * 8, inp.shape[2] * 8)
     full = upscale(load_model(path), inp, size, cell_scale=2)
     model = load_model(path)
-    cmsr.attach(model, cmsr.load_table(cmsr.table_path(cmsr.BESIDE, path)), 'shipped table')
+    cmsr.attach(model, scale2mod.load(scale2mod.path_for(scale2mod.BESIDE, path)), 'shipped table')
     rendered = upscale(model, inp, size, cell_scale=2)
     assert model.cmsr.last['rendered_fraction'] == 1.0
     assert model.cmsr.last['levels'][-1] == 8

@@ -31,7 +31,8 @@ def loaded(name):
 def official_model(name, tables=None):
     """A fresh copy of the dump's model (built and loaded once), with a CMSR table if given."""
     model = loaded(name)
-    model.cmsr = CMSR.from_spec({'mse_threshold': 2e-5, 's2m_tables': tables, 'log': True}) if tables else None
+    model.cmsr = CMSR.from_spec({'mse_threshold': 2e-5, 's2m_tables': tables, 'log': True}, official_grid=True) \
+        if tables else None
     model.decoder = 'fast'
     return model.eval()
 
@@ -94,6 +95,7 @@ def test_cmsr_with_empty_last_level_returns_the_full_grid(name):
     cmsr_spec = {'mse_threshold': 2e-5, 's2m_tables': ref.cmsr_tables('shipped'), 'log': True}
     model = models.make(ref.spec(cmsr_spec=cmsr_spec))  # built as the official test.py builds it
     model.load_state_dict(ref('sd.pt'), strict=True)
+    model.cmsr.official_grid = True
     out = model.eval()(ref('inp.pt'), ref('x6_coord.pt'), ref('x6_cell.pt'))
     assert out.shape == (1, 72 * 96, 3)
     assert model.cmsr.last['points'] == [192, 0, 0, 0]

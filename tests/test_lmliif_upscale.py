@@ -47,7 +47,7 @@ def test_tiles_and_chunks_stay_bounded():
     model = tiny_lmliif()
     crops, calls = [], []
     gen_feat, query_grid = model.gen_feat, model.query_grid
-    model.gen_feat = lambda inp, window=None: crops.append(inp.shape[-2:]) or gen_feat(inp, window)
+    model.gen_feat = lambda inp, crop=None: crops.append(inp.shape[-2:]) or gen_feat(inp, crop)
     model.query_grid = lambda ys, xs, cell, chunk: calls.append(len(ys) * len(xs)) or query_grid(ys, xs, cell, chunk)
     inp = image(40, 30)
     out = upscale(model, inp, (320, 240), tile=8, chunk=500)
@@ -65,8 +65,8 @@ def test_bf16_is_close_to_float32():
         bf16 = upscale(model, inp, (72, 96))
         # encoder and hypernetwork in bf16; the 16-wide per-query MLP stays float32 (models/lmliif.py)
         hyper_cell = torch.tensor([[[2 / 72, 2 / 96]]])
-        assert model.feat.dtype == model.modulations(hyper_cell).dtype == torch.bfloat16
-        assert model.render_table(hyper_cell).dtype == torch.float32
+        assert model.feat.dtype == model.modulations(hyper_cell).rows.dtype == torch.bfloat16
+        assert model.modulations(hyper_cell).table.dtype == torch.float32
     diff = (bf16 - fp32).abs()
     assert 0 < diff.max() < 0.01 and diff.mean() < 0.002, (diff.max(), diff.mean())  # measured 1e-3, 2e-4
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import models
-from models import cmsr
+from models import cmsr, scale2mod
 from models.checkpoint import save_checkpoint
 from models.upscale import upscale
 from cli import load_script, run_main
@@ -67,21 +67,17 @@ def test_both_forms_equal_the_equations_on_other_weights(seed):
 CALIBRATE_CLI = load_script('scripts/calibrate_cmsr')
 
 
-def test_calibration_tries_thresholds_up_to_half_and_cmsr_runs_on_the_table(tmp_path):
+def test_calibration_tries_strengths_up_to_half_and_cmsr_runs_on_the_table(tmp_path):
     model = tiny('lmlte').eval()
-    assert model.cmsr_top == 0.5
-    strength = torch.tensor([0.0, 0.2, 0.2, 0.47, 0.9])
-    err = torch.tensor([0.0, 1e-6, 1e-6, 1e-6, 0.0])
-    assert cmsr.accepted_value(err, strength, 1e-5, top=0.5) == 0.5  # 0.9 lies beyond the candidates
-    assert cmsr.accepted_value(err.flip(0) + torch.tensor([0, 0, 0, 1, 0]), strength, 1e-5, top=0.5) == 0.465
+    assert model.calibration_top == 0.5
     save_checkpoint(str(tmp_path / 'lmlte.pth'), spec('lmlte'), model)
     hr = write_images(tmp_path / 'hr', n=2, size=(72, 96))
     proc = run_main(CALIBRATE_CLI, '--model', tmp_path / 'lmlte.pth', '--hr', hr, '--out', tmp_path / 'table.yaml',
                     '--scales', '6', '--mse-threshold', '1e-4', '--device', 'cpu')
     assert proc.returncode == 0, proc.stderr[-2000:]
-    tables = cmsr.load_table(str(tmp_path / 'table.yaml'))
-    assert list(tables) == [6] and tables[6][6] == 1
-    assert all(0 <= t <= 0.5 for d, t in tables[6].items() if d < 6), tables
+    tables = scale2mod.load(str(tmp_path / 'table.yaml'))
+    assert list(tables) == [6]
+    assert all(t <= 0.5 or t == 1 for t in tables[6].values()), tables  # a walk never passes 0.5
     model.cmsr = cmsr.CMSR(tables)
     assert upscale(model, torch.rand(3, 12, 16), (72, 96)).shape == (3, 72, 96)
     assert model.cmsr.take_stats()['images'] == 1

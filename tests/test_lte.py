@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import models
-from models.upscale import upscale, window_padding
+from models.upscale import upscale, mirror_pad
 from reference import Dump, bilinear_skip, ensemble, lte_basis, max_diff, mlp, nearest
 from tiny_models import spec
 
@@ -69,7 +69,7 @@ def test_swinir_lte_through_upscale_is_the_official_test_py_flow():
     the top-left HR size kept. upscale() does the same for any window encoder."""
     model = SWINIR.model()
     normalised = LTE('inp.pt')  # the 12 x 16 LR of the LTE dump, (x - 0.5) / 0.5
-    assert max_diff(window_padding(normalised, 8), SWINIR('testpy_inp_padded.pt')) == 0
+    assert max_diff(mirror_pad(normalised, 8), SWINIR('testpy_inp_padded.pt')) == 0
     out = model(SWINIR('testpy_inp_padded.pt'), SWINIR('testpy_coord.pt'), SWINIR('testpy_cell.pt'), bsize=30000)
     assert max_diff(out, SWINIR('testpy_out.pt')) < TOL
     for tile in (256, 4):
