@@ -1,2 +1,2 @@
 from .models import register, make
-from . import edsr, rdn, swinir, mlp, liif, metasr, lte, lmmlp, lmliif, lmlte
+from . import edsr, rdn, rcan, swinir, mlp, liif, metasr, lte, lmmlp, lmliif, lmlte, ciaosr, lmciaosr

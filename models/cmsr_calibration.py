@@ -22,6 +22,7 @@ Per image (LR h x w; the output grid is its H x W pixel centres, H = round(h S))
 The table carries from image to image, so each entry is the least any image set it to.
 """
 import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -38,12 +39,27 @@ def candidates(top):
     return [i * top / 100 for i in range(101)]
 
 
+@contextmanager
+def calibrating(model):
+    """The model renders as the official calibration does (LM-CiaoSR: without the LR skip)."""
+    model.calibrating = True
+    try:
+        yield
+    finally:
+        model.calibrating = False
+
+
 @torch.no_grad()
 def calibrate_image(model, inp, scale, mse_threshold, table, chunk=32768):
     """One image's step of the official calibration (see the module doc): updates `table`
     {decode scale: threshold} for target `scale` with the LR image `inp` (1, 3, h, w,
     normalised). Returns what it saw: {'tested': {d: [(v, pixels, mse, accepted), ...]},
     'strength': the LR pixels' strengths (h, w), 'cell': the hypernet cell}."""
+    with calibrating(model):
+        return calibration_step(model, inp, scale, mse_threshold, table, chunk)
+
+
+def calibration_step(model, inp, scale, mse_threshold, table, chunk):
     model.gen_feat(inp)
     h, w = model.feat.shape[-2:]
     H, W = round(h * scale), round(w * scale)

@@ -5,11 +5,9 @@ Parameter names follow the official LIIF code so its checkpoints load strictly:
 `sub_mean` / `add_mean`, which are kept in the state dict but never applied
 (LIIF normalises its input outside the encoder).
 """
-import math
-
 import torch.nn as nn
 
-from .layers import MeanShift, conv, conv_radius
+from .layers import MeanShift, Upsampler, conv, conv_radius
 from .models import register
 
 
@@ -21,21 +19,6 @@ class ResBlock(nn.Module):
 
     def forward(self, x):
         return self.body(x).mul(self.res_scale) + x
-
-
-class Upsampler(nn.Sequential):
-    """Sub-pixel upsampling: conv + PixelShuffle, once for x3, log2(s) times for 2^n."""
-
-    def __init__(self, scale, n_feats):
-        layers = []
-        if scale == 3:
-            layers += [conv(n_feats, 9 * n_feats), nn.PixelShuffle(3)]
-        elif scale >= 2 and scale & (scale - 1) == 0:
-            for _ in range(int(math.log2(scale))):
-                layers += [conv(n_feats, 4 * n_feats), nn.PixelShuffle(2)]
-        else:
-            raise ValueError(f"EDSR upsampler supports scale 2, 3, 4, 8...; got {scale}")
-        super().__init__(*layers)
 
 
 class EDSR(nn.Module):

@@ -1,6 +1,8 @@
 """Layers that encoders share (one definition each): same-size convolutions and the receptive
 radius they add up to, EDSR's mean shift, RCAN's channel attention, and the window attention of
 Swin-style transformers (SwinIR; the next window encoder reuses it)."""
+import math
+
 import torch
 import torch.nn as nn
 
@@ -27,6 +29,21 @@ class MeanShift(nn.Conv2d):
         self.bias.data = sign * rgb_range * torch.tensor(rgb_mean)
         for p in self.parameters():
             p.requires_grad = False
+
+
+class Upsampler(nn.Sequential):
+    """Sub-pixel upsampling: conv + PixelShuffle, once for x3, log2(s) times for 2^n."""
+
+    def __init__(self, scale, n_feats):
+        layers = []
+        if scale == 3:
+            layers += [conv(n_feats, 9 * n_feats), nn.PixelShuffle(3)]
+        elif scale >= 2 and scale & (scale - 1) == 0:
+            for _ in range(int(math.log2(scale))):
+                layers += [conv(n_feats, 4 * n_feats), nn.PixelShuffle(2)]
+        else:
+            raise ValueError(f"EDSR upsampler supports scale 2, 3, 4, 8...; got {scale}")
+        super().__init__(*layers)
 
 
 class ChannelAttention(nn.Module):

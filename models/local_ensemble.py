@@ -21,37 +21,42 @@ def grid_size(h, w, like):
     return torch.tensor([h, w], dtype=like.dtype, device=like.device)
 
 
-def shifted(coord, vy, vx, h, w, eps):
-    """Queries (B, Q, 2) moved by (vy, vx) half pixels of an h x w grid (and nudged), kept inside."""
+def shifted(coord, dy, dx):
+    """Queries (B, Q, 2) moved by (dy, dx) in [-1, 1] units (numbers, or tensors broadcasting
+    with coord[..., 0]), kept inside the grid."""
     out = coord.clone()
-    out[..., 0] += vy / h + eps
-    out[..., 1] += vx / w + eps
+    out[..., 0] += dy
+    out[..., 1] += dx
     return out.clamp_(-1 + 1e-6, 1 - 1e-6)
 
 
-def ensemble_members(coord, full_h, full_w, local_ensemble):
+def ensemble_members(coord, full_h, full_w, local_ensemble, radius=None):
     """Members of each query (B, Q, 2): row and column indices into the full_h x full_w LR grid
     (M, B, Q) and the query's offset from that pixel's centre in LR pixels (M, B, Q, 2). A
     member's row depends only on its row shift and its column only on its column shift, so each
-    axis is worked out once (`axis_members`), in the members' order (row shift, then column)."""
-    rows = axis_members(coord[..., 0], full_h, local_ensemble)
-    cols = axis_members(coord[..., 1], full_w, local_ensemble)
+    axis is worked out once (`axis_members`), in the members' order (row shift, then column).
+    `radius`: the (row, col) shift in [-1, 1] units (default half an LR pixel; CiaoSR's is per
+    image, tensors broadcasting with coord[..., 0])."""
+    ry, rx = radius or (1 / full_h, 1 / full_w)
+    rows = axis_members(coord[..., 0], full_h, local_ensemble, ry)
+    cols = axis_members(coord[..., 1], full_w, local_ensemble, rx)
     iy = torch.stack([index for index, _ in rows for _ in cols])
     ix = torch.stack([index for _ in rows for index, _ in cols])
     rel = torch.stack([torch.stack([dy, dx], dim=-1) for _, dy in rows for _, dx in cols])
     return iy, ix, rel
 
 
-def axis_members(seq, n, local_ensemble):
+def axis_members(seq, n, local_ensemble, radius=None):
     """The local ensemble along one axis of n LR pixels, for query coordinates `seq` (any shape)
     on that axis: for each of the axis' shifts, (-1, 1) or (0,), the index of the member's pixel
     and the query's offset from its centre in LR pixels, both shaped as `seq`."""
     centres = coord_seq(n, device=seq.device)
     shifts, eps = ensemble_shifts(local_ensemble)
+    radius = 1 / n if radius is None else radius
     members = []
     for v in sorted({vy for vy, _ in shifts}):
         # nudged half an LR pixel towards the member, the query's nearest pixel is the member
-        index = nearest_index((seq + (v / n + eps)).clamp_(-1 + 1e-6, 1 - 1e-6), n)
+        index = nearest_index((seq + (v * radius + eps)).clamp_(-1 + 1e-6, 1 - 1e-6), n)
         members.append((index, (seq - centres[index]) * n))
     return members
 
@@ -74,7 +79,7 @@ def plain_ensemble(coord, h, w, local_ensemble, predict):
     shifts, eps = ensemble_shifts(local_ensemble)
     preds, rels = [], []
     for vy, vx in shifts:
-        near = shifted(coord, vy, vx, h, w, eps)
+        near = shifted(coord, vy / h + eps, vx / w + eps)
         rels.append((coord - sample_nearest(centres, near)) * grid_size(h, w, coord))
         preds.append(predict(near, rels[-1]))
     return blend(torch.stack(preds), torch.stack(rels))

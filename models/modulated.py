@@ -62,6 +62,7 @@ class LatentModulated(LocalImplicitSR):
     max_scale = 4  # training's largest scale; CMSR widens cells beyond it (hard-coded officially)
     folds_first_bias = False  # True: the first layer's bias is folded into its shift, as the others'
     calibration_top = 1.0  # CMSR calibration tries strengths 0 .. calibration_top
+    calibrating = False  # set while models/cmsr_calibration.py renders (LM-CiaoSR then adds no LR skip)
 
     def __init__(self, encoder_spec, cmsr_spec=None):
         super().__init__(encoder_spec)

@@ -15,14 +15,17 @@ def make_coord(shape, ranges=None, flatten=True, device=None):
     return ret.view(-1, ret.shape[-1]) if flatten else ret
 
 
-def nearest_index(coord, n):
-    """Index of the cell of an n-cell grid over [-1, 1] whose centre is nearest to `coord`.
+def pixel_index(coord, n):
+    """Index of the cell of an n-cell grid over [-1, 1] that holds `coord`, or would beyond the
+    grid (-1, n, ...). The same arithmetic as `grid_sample(mode='nearest', align_corners=False)`
+    (round half to even of the unnormalised coordinate), so the fast decoders pick the latents
+    the official code picks, ties included."""
+    return torch.round((coord + 1) * (n / 2) - 0.5).long()
 
-    The same arithmetic as `grid_sample(mode='nearest', align_corners=False)` (round half to
-    even of the unnormalised coordinate), so the fast decoder picks the latents the official
-    code picks, ties included.
-    """
-    return torch.round((coord + 1) * (n / 2) - 0.5).long().clamp_(0, n - 1)
+
+def nearest_index(coord, n):
+    """Index of the cell of an n-cell grid over [-1, 1] whose centre is nearest to `coord`."""
+    return pixel_index(coord, n).clamp_(0, n - 1)
 
 
 def to_pixel_samples(img):
