@@ -44,7 +44,7 @@ class Renderable(Protocol):
     """What CMSR (and its calibration) needs from a model, after `gen_feat` of one image."""
     inp: torch.Tensor    # the normalised LR input (1, 3, h, w): the canvas CMSR starts from
     feat: torch.Tensor   # the features (1, C, h, w)
-    max_scale: float     # the largest training scale: cells are widened beyond it
+    cell_clip: float     # the largest training scale: cells are widened beyond it
     cpu_chunk: int
     calibration_top: float  # calibration tries strengths 0 .. calibration_top
 
@@ -164,7 +164,7 @@ class CMSR:
             mask = level_mask(near[0, 0], thresholds, i, len(levels))
             qh, qw = grid.shape[:2]
             # beyond the training scales, cells are widened as test.py does for the whole image
-            cell = torch.tensor([2 / qh, 2 / qw], device=coord.device) * max(d / model.max_scale, 1)
+            cell = torch.tensor([2 / qh, 2 / qw], device=coord.device) * max(d / model.cell_clip, 1)
             if mask.float().mean() >= DENSE:  # the same values, faster: the level's grid row run by row run
                 dense[i] = decode_grid(model, grid[:, 0, 0], grid[0, :, 1], cell, chunk or model.cpu_chunk,
                                        hyper_cell)[:, mask].t()

@@ -64,7 +64,7 @@ def calibration_step(model, inp, scale, mse_threshold, table, chunk):
     h, w = model.feat.shape[-2:]
     H, W = round(h * scale), round(w * scale)
     ys, xs = coord_seq(H, device=inp.device), coord_seq(W, device=inp.device)
-    cell = torch.tensor([2 / H, 2 / W], device=inp.device) * max(scale / model.max_scale, 1)
+    cell = torch.tensor([2 / H, 2 / W], device=inp.device) * max(scale / model.cell_clip, 1)
     hyper_cell = cell.view(1, 1, 2)
     reference = decode_grid(model, ys, xs, cell, chunk, hyper_cell)
     strength = model.shift_strength(hyper_cell)

@@ -57,11 +57,9 @@ def score_image(model, lr, hr, eval_type, norm, device, precision='fp32', with_s
     largest training scale (LTE/LMF use 4): beyond it the decoder is given the cell of that scale."""
     shave, y_channel = parse_eval_type(eval_type)
     model.eval()
-    scale = max(hr.shape[-2] / lr.shape[-2], hr.shape[-1] / lr.shape[-1])
-    cell_scale = max(scale / cell_clip, 1) if cell_clip else 1.0
     with autocast(device, precision):
         sr = upscale(model, lr.to(device), hr.shape[-2:], tile=tile, chunk=chunk, data_norm=norm.scalars(),
-                     cell_scale=cell_scale)
+                     cell_clip=cell_clip)
     hr = hr.to(device)
     scores = {'psnr': psnr(sr, hr, shave=shave, y_channel=y_channel)}
     if with_ssim:

@@ -59,7 +59,7 @@ class LatentModulated(LocalImplicitSR):
     unless it overrides `render_inputs` and `render_first_layer` (LM-LTE's Fourier basis)."""
 
     cpu_chunk = 32768  # output rows sharing an LR row share its table row: larger blocks pay
-    max_scale = 4  # training's largest scale; CMSR widens cells beyond it (hard-coded officially)
+    cell_clip = 4  # training's largest scale: CMSR widens cells beyond it (LMF's hard-coded max_scale)
     folds_first_bias = False  # True: the first layer's bias is folded into its shift, as the others'
     calibration_top = 1.0  # CMSR calibration tries strengths 0 .. calibration_top
     calibrating = False  # set while models/cmsr_calibration.py renders (LM-CiaoSR then adds no LR skip)

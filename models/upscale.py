@@ -59,14 +59,14 @@ def output_axis(n_out, n_in, n_padded):
 
 
 @torch.no_grad()
-def upscale(model, inp, size, tile=256, chunk=None, data_norm=(0.5, 0.5), progress=False, cell_scale=1.0):
+def upscale(model, inp, size, tile=256, chunk=None, data_norm=(0.5, 0.5), progress=False, cell_clip=None):
     """Super-resolve `inp` ((3, h, w) or (1, 3, h, w), values in [0, 1]) to `size` = (H, W).
 
     tile: LR tile side; the encoder sees at most (tile + 2 * halo)^2 pixels at a time.
     chunk: queries decoded per model call (default: `default_chunk`).
     data_norm: (sub, div) applied to the input and undone on the output.
-    cell_scale: the cell the decoder is told is this many output pixels wide (LTE/LMF's
-    "cell clip" for scales beyond training passes max(s / 4, 1)); 1 is the true pixel size.
+    cell_clip: beyond this scale the decoder is given the cell of this scale (LTE's and LMF's
+    evaluation, with their largest training scale, 4); None: the true pixel size.
     Returns a (3, H, W) float tensor in [0, 1] on the input's device.
     """
     if inp.dim() not in (3, 4) or inp.shape[-3] != 3 or (inp.dim() == 4 and inp.shape[0] != 1):
@@ -80,8 +80,9 @@ def upscale(model, inp, size, tile=256, chunk=None, data_norm=(0.5, 0.5), progre
     x = mirror_pad((inp.reshape(1, 3, h, w) - sub) / div, encoder.window)
     hp, wp = x.shape[-2:]
     ys, xs = output_axis(H, h, hp).to(inp.device), output_axis(W, w, wp).to(inp.device)
-    # the output pixel's size in the padded frame, widened by cell_scale
-    cell = torch.tensor([2 * h / (H * hp), 2 * w / (W * wp)], device=inp.device) * cell_scale
+    # the output pixel's size in the padded frame, widened beyond the cell clip
+    cell = torch.tensor([2 * h / (H * hp), 2 * w / (W * wp)], device=inp.device)
+    cell = cell * max(max(H / h, W / w) / cell_clip, 1) if cell_clip else cell
     chunk = chunk or default_chunk(inp.device, model)
     whole = model.decodes_whole(hp, wp, len(ys), len(xs))
     if not whole:  # the padded part of the output is not needed

@@ -126,22 +126,3 @@ def test_test_py_refuses_cmsr_for_liif(tiny_ckpt, files):
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"test.py: error: --cmsr {files['table']}: model LIIF has no CMSR "
                                    f"(it needs a latent-modulated checkpoint with shift modulations: lmliif, lmlte, lmciaosr)")
-
-
-@pytest.mark.slow
-def test_shipped_lmliif_with_its_shipped_table_renders_every_pixel_of_a_photo_at_x8():
-    """save/pretrained's LM-LIIF and the table calibrated for it (its model card): with the official
-    threshold no lower level passed for this model, so at x8 CMSR renders every pixel, and equals
-    the full render with CMSR's cell (x8's, doubled) except the S/2 border rows and columns where
-    the official level grid clamps to the LR border."""
-    path = os.path.join(REPO, 'save', 'pretrained', 'edsr-baseline-lmliif.pth')
-    photo = np.asarray(Image.open(os.path.join(REPO, 'load', 'samples', 'coffee.png')).convert('RGB'))
-    inp = torch.from_numpy(photo.copy()).permute(2, 0, 1).float() / 255
-    size = (inp.shape[1] * 8, inp.shape[2] * 8)
-    full = upscale(load_model(path), inp, size, cell_scale=2)
-    model = load_model(path)
-    cmsr.attach(model, scale2mod.load(scale2mod.path_for(scale2mod.BESIDE, path)), 'shipped table')
-    rendered = upscale(model, inp, size, cell_scale=2)
-    assert model.cmsr.last['rendered_fraction'] == 1.0
-    assert model.cmsr.last['levels'][-1] == 8
-    torch.testing.assert_close(rendered[:, 4:-4, 4:-4], full[:, 4:-4, 4:-4], atol=1e-4, rtol=0)

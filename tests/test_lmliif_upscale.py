@@ -101,3 +101,23 @@ def test_cmsr_with_other_scales_per_axis():
     assert out.shape == (3, 72, 128)
     assert model.cmsr.last['scale'] == pytest.approx(48 ** 0.5) and model.cmsr.last['levels'][-1] == 6
     assert (out - forward(tiny_lmliif(), inp, (72, 128))).abs().mean() < 0.05  # close to the full render
+
+
+def test_cmsr_rendering_every_pixel_at_the_target_scale_equals_the_full_render_borders_included():
+    """The level grids are the levels' pixel centres: with every pixel at x8 CMSR is the full
+    render (cell clip at x4, as CMSR's cells), borders included. The official grids (the LR
+    centres resized, clamped at the border) give flat blocks half an LR pixel wide along the
+    bottom and right edges, which the paper's shave hides."""
+    model = tiny_lmliif()
+    inp = image(12, 16)
+    full = upscale(model, inp, (96, 128), cell_clip=4)
+    model.cmsr = cmsr.CMSR({8: {1: 0.0}})  # no strength is <= 0: every pixel goes to x8
+    out = upscale(model, inp, (96, 128), cell_clip=4)
+    assert model.cmsr.last['levels'] == [1, 8] and model.cmsr.last['rendered_fraction'] == 1
+    assert (out - full).abs().max() < TOL
+    model.cmsr.official_grid = True
+    official = upscale(model, inp, (96, 128), cell_clip=4)
+    assert (official - full)[:, 4:-4, 4:-4].abs().max() < TOL
+    for band in (official[:, :4], official[:, -4:], official[:, :, :4].transpose(1, 2), official[:, :, -4:].transpose(1, 2)):
+        assert torch.equal(band, band[:, :1].expand_as(band))  # 4 equal rows (columns): flat blocks
+    assert (official - full)[:, -4:].abs().max() > 1e-3 and (official - full)[:, :, :4].abs().max() > 1e-3

@@ -44,9 +44,9 @@ def test_edsr_baseline_lte_matches_official():
 
 @torch.no_grad()
 def test_x8_through_upscale_with_the_cell_clip_matches_official():
-    """upscale() of the whole x8 image, tiled, with cell_scale = 8 / 4 (test.py --cell-clip)."""
+    """upscale() of the whole x8 image, tiled, with the cell clip at x4 (test.py --cell-clip)."""
     model = LTE.model()
-    out = upscale(model, LTE('inp.pt')[0] * 0.5 + 0.5, (96, 128), tile=5, cell_scale=2)
+    out = upscale(model, LTE('inp.pt')[0] * 0.5 + 0.5, (96, 128), tile=5, cell_clip=4)
     official = (LTE('x8_out_full.pt')[0] * 0.5 + 0.5).clamp(0, 1).t().reshape(3, 96, 128)
     assert max_diff(out, official) < TOL
 
