@@ -2,10 +2,12 @@ import glob
 import os
 
 import pytest
+import torch
 
 import models
 from shared import REPO
 from utils.config import ConfigError, apply_override, get_key, load_config
+from utils.coords import make_coord
 
 
 def write(path, text):
@@ -62,19 +64,24 @@ def test_yaml_tags_that_run_code_are_refused(tmp_path):
         load_config(path)
 
 
-# parameter counts of the official models (LIIF's checkpoint, LMF.md, LTE.md), MeanShift convs included
+# parameter counts of the official models (LIIF's checkpoint, LMF.md, LTE.md, CIAOSR.md), MeanShift convs included
 OFFICIAL_PARAMS = {'edsr-baseline-liif': 1_567_323, 'edsr-baseline-lmliif': 1_386_091, 'edsr-baseline-lte': 1_714_267,
-                   'edsr-baseline-lmlte': 1_490_907, 'swinir-lte': 12_096_871, 'swinir-liif': 11_949_927}
+                   'edsr-baseline-lmlte': 1_490_907, 'swinir-lte': 12_096_871, 'swinir-liif': 11_949_927,
+                   'edsr-baseline-ciaosr': 2_649_054, 'edsr-baseline-lmciaosr': 1_955_438}
 MODEL_CONFIGS = sorted(os.path.basename(p)[:-5] for p in glob.glob(f'{REPO}/configs/models/*.yaml'))
 
 
 @pytest.mark.parametrize('name', [n if n.startswith('edsr-baseline') else pytest.param(n, marks=pytest.mark.slow)
                                   for n in MODEL_CONFIGS])
+@torch.no_grad()
 def test_model_configs_build_their_models(name):
+    """Each file builds its encoder x decoder (named encoder-decoder), which decodes an image."""
     cfg = load_config(f'{REPO}/configs/models/{name}.yaml')
-    model = models.make(cfg['model'])
-    assert model.encoder.out_dim == (256 if name.startswith('edsr-') and 'baseline' not in name else 64)
-    assert name.split('-')[-1] == cfg['model']['name'] and cfg['model']['args']['encoder_spec']['name'] in name
+    model = models.make(cfg['model']).eval()
+    encoder = cfg['model']['args'].get('encoder_spec') or cfg['model']['args']['encoder']
+    assert name == f"{encoder['name']}-{cfg['model']['name']}"
+    out = model(torch.rand(1, 3, 16, 16), make_coord((40, 40)).unsqueeze(0), torch.full((1, 1600, 2), 2 / 40))
+    assert out.shape == (1, 1600, 3) and torch.isfinite(out).all()
     if name in OFFICIAL_PARAMS:
         assert sum(p.numel() for p in model.parameters()) == OFFICIAL_PARAMS[name]
 
