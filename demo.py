@@ -1,12 +1,5 @@
-"""Upscale an image (or a folder of images) to any scale or size with a LIIF checkpoint
-(by default the project's own EDSR-baseline-LIIF, save/pretrained/edsr-baseline-liif.pth).
-
-    python demo.py --input photo.png --scale 4                 (writes save/demo/photo_x4.png)
-    python demo.py --input photo.png --output photo-x4.png --scale 4
-    python demo.py --input photo.png --output big.png --scale 2,3.5      (height, width)
-    python demo.py --input photo.png --output hd.png --resolution 1080,1920
-    python demo.py --input photos/ --output upscaled/ --scale 4 --model CKPT
-"""
+"""Upscale an image, or a folder of images, to any scale or size with a LIIF checkpoint (by default
+the shipped save/pretrained/edsr-baseline-liif.pth); README.md, demo.py, shows the options."""
 import argparse
 import math
 import os
@@ -16,10 +9,10 @@ import time
 import torch
 from tqdm import tqdm
 
-from models import cmsr
+from models import cmsr, scale2mod
 from models.upscale import upscale, upscale_image
-from models.checkpoint import OFFICIAL_DATA_NORM, CheckpointError, load_model
-from utils.errors import UserError, first_line
+from models.checkpoint import OFFICIAL_DATA_NORM, load_model
+from utils.errors import ArgumentParser, UserError, exit_on_user_error, first_line, number_arg
 from utils.device import autocast, resolve_device
 from utils.image import OUTPUT_FORMATS, image_files, read_image, writable_kind, write_image
 from utils.speedups import compile_decoder
@@ -28,23 +21,17 @@ PROG = 'demo.py'
 DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'save', 'pretrained', 'edsr-baseline-liif.pth')
 MAX_SIDE = 32768            # output pixels per side
 MAX_PIXELS = 1 << 28        # output pixels in all (268 Mpx, about 3 GiB as float32 RGB)
-PROGRESS_PIXELS = 1_000_000  # show a progress bar for outputs larger than this
+PROGRESS_PIXELS = 100_000   # a progress bar for outputs larger than this (seconds of work on a CPU)
 DEFAULT_OUTPUT_DIR = os.path.join('save', 'demo')  # git-ignored, and never beside the inputs
 
 EPILOG = f"""\
 output files:
-  The output format follows the extension: .png, .tif/.tiff, .webp (lossless), .jpg/.jpeg
-  (quality 95), .bmp. Grayscale stays grayscale, alpha is upscaled separately and re-attached,
-  16-bit stays 16-bit. 16 bits per channel are kept in .png only: other formats get 8 bits
-  (with a warning). An input with alpha needs a format that stores alpha (.png, .tif, .webp):
-  .jpg/.bmp are refused rather than silently dropping the alpha.
-  With a folder as input, --output is a folder (created if needed) and each image FILE.ext is
-  written there as FILE.png; it cannot be the input folder itself (a later run would read the
-  outputs as inputs). Without --output, outputs go to {DEFAULT_OUTPUT_DIR}/ (under the current
-  folder), named after the input and the size asked for: photo.jpg --scale 4 to
-  {DEFAULT_OUTPUT_DIR}/photo_x4.png, a folder photos/ --resolution 1080,1920 to
-  {DEFAULT_OUTPUT_DIR}/photos_1080,1920/. An existing output file is replaced only once its new
-  version is complete.
+  The extension picks the format: .png, .tif/.tiff, .webp (lossless), .jpg/.jpeg (quality 95),
+  .bmp. Grayscale stays grayscale, alpha is upscaled separately (a format without alpha is
+  refused for it), 16 bits stay 16 in .png (other formats get 8, with a warning). A folder's
+  images FILE.ext go to the --output folder as FILE.png. Without --output: {DEFAULT_OUTPUT_DIR}/,
+  named after the input, the size and a --model other than the default (photo.jpg --scale 4:
+  {DEFAULT_OUTPUT_DIR}/photo_x4.png), with -1, -2, ... rather than replacing an earlier result.
 
 output size:
   round(h * sy) x round(w * sx) (halves round up) for --scale, exactly H x W for --resolution
@@ -53,28 +40,8 @@ output size:
 """
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        fail(message)
-
-
-def fail(message):
-    print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
-    sys.exit(2)
-
-
 def warn(message):
     print(f"{PROG}: warning: {message}", file=sys.stderr)
-
-
-def positive_number(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive finite number")
-    return value
 
 
 def parse_scale(text):
@@ -82,37 +49,21 @@ def parse_scale(text):
     parts = text.split(',')
     if len(parts) not in (1, 2):
         raise argparse.ArgumentTypeError(f"{text!r}: expected S or SY,SX (e.g. 4 or 2,3.5)")
-    values = [positive_number(p.strip()) for p in parts]
+    values = [number_arg(0, strict=True)(p.strip()) for p in parts]
     return (values[0], values[-1])
 
 
 def parse_resolution(text):
     """'1080,1920' -> (1080, 1920) as (height, width)."""
-    parts = text.split(',')
-    try:
-        values = [int(p.strip()) for p in parts]
-    except ValueError:
-        values = None
-    if values is None or len(values) != 2:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected H,W in pixels (e.g. 1080,1920)")
-    if min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: height and width must be at least 1")
+    values = [int(p) if p.strip().isdigit() else 0 for p in text.split(',')]
+    if len(values) != 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected H,W in pixels, each at least 1 (e.g. 1080,1920)")
     return tuple(values)
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
-    return value
-
-
 def build_parser():
-    p = Parser(prog=PROG, description="Upscale images to any scale or size with a LIIF model.",
-               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog=PROG, description="Upscale images to any scale or size with a LIIF model.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--input', required=True, metavar='PATH', help="an image file, or a folder of images")
     p.add_argument('--output', metavar='PATH', help="output file (a folder when --input is a folder); see below")
     p.add_argument('--model', default=DEFAULT_MODEL, metavar='CKPT',
@@ -128,11 +79,11 @@ def build_parser():
                    help="fp32 (default, no autocast), or torch.autocast with bf16 / fp16 (fp16 is for GPUs: slow on CPU)")
     p.add_argument('--compile', action='store_true',
                    help="decode through torch.compile: pays off on many or large images (compiling takes a while)")
-    p.add_argument('--cmsr', nargs='?', const=cmsr.BESIDE, metavar='TABLE',
+    p.add_argument('--cmsr', nargs='?', const=scale2mod.BESIDE, metavar='TABLE',
                    help="LM-LIIF, LM-LTE: beyond x4, render with CMSR (fewer pixels rendered, the rest interpolated) "
                         "and this Scale2Mod table (YAML, from scripts/calibrate_cmsr.py; without TABLE the one beside "
                         "the checkpoint, NAME-cmsr.yaml); the image is then decoded whole, not in tiles")
-    p.add_argument('--tile', type=positive_int, default=256, metavar='N',
+    p.add_argument('--tile', type=number_arg(1, kind=int), default=256, metavar='N',
                    help="side of the LR tiles the model runs on (default 256); smaller uses less memory")
     return p
 
@@ -164,11 +115,22 @@ def size_tag(scale, resolution):
     return f"x{sy:g}" + (f",{sx:g}" if sx != sy else '')
 
 
+def model_tag(model):
+    """'' for the default model, else '_' + the checkpoint's name (with its run folder's for train.py's epoch-*.pth)."""
+    if os.path.abspath(model) == DEFAULT_MODEL:
+        return ''
+    stem = os.path.splitext(os.path.basename(model))[0]
+    run = os.path.basename(os.path.dirname(os.path.abspath(model))).lstrip('_')  # save/_quickstart: quickstart
+    return f"_{run}-{stem}" if stem.startswith('epoch-') else f"_{stem}"
+
+
 def default_output(inp, tag):
+    """save/demo/<input>_<tag>[.png], with -1, -2, ... when an earlier result has that name."""
     name = os.path.basename(os.path.normpath(os.path.abspath(inp)))  # a folder given as '.' or 'photos/'
-    if os.path.isdir(inp):
-        return os.path.join(DEFAULT_OUTPUT_DIR, f'{name}_{tag}')
-    return os.path.join(DEFAULT_OUTPUT_DIR, f'{os.path.splitext(name)[0]}_{tag}.png')
+    stem, ext = (name, '') if os.path.isdir(inp) else (os.path.splitext(name)[0], '.png')
+    path = os.path.join(DEFAULT_OUTPUT_DIR, f'{stem}_{tag}')
+    n = next(n for n in range(1 << 20) if not os.path.exists(f"{path}{f'-{n}' if n else ''}{ext}"))
+    return f"{path}{f'-{n}' if n else ''}{ext}"
 
 
 def plan_jobs(inp, out, tag):
@@ -224,15 +186,15 @@ def aspect_note(plans, resolution):
 
 def check_model(model, path, device):
     """Fail early, with one line, for a checkpoint whose model cannot upscale."""
-    name = type(model).__name__
     try:
         upscale(model, torch.zeros(3, 4, 4, device=device), (6, 6))
     except Exception as e:  # noqa: BLE001 - any failure here means the model does not fit the demo
-        raise UserError(f"--model {path}: its {name} cannot upscale an RGB image ({first_line(e)})") from None
+        raise UserError(f"--model {path}: its {type(model).__name__} cannot upscale an RGB image ({first_line(e)})") \
+            from None
 
 
 def run(args):
-    jobs = plan_jobs(args.input, args.output, size_tag(args.scale, args.resolution))
+    jobs = plan_jobs(args.input, args.output, size_tag(args.scale, args.resolution) + model_tag(args.model))
 
     # cheap checks of every input before any heavy work: readable, size within limits, and an
     # output format that can hold it
@@ -248,16 +210,18 @@ def run(args):
         del img
     if note := aspect_note(sizes, args.resolution):
         warn(note)
-    if args.cmsr:
-        args.cmsr = cmsr.table_path(args.cmsr, args.model)
-    tables = cmsr.load_table(args.cmsr, f'--cmsr {args.cmsr}') if args.cmsr else None
     device = resolve_device(args.device)
     precision = autocast(device, args.precision)
+    print(f"{PROG}: loading {args.model} on {device.type}", flush=True)
     model, data_norm = load_model(args.model, device=device, with_data_norm=True)
     data_norm = data_norm or OFFICIAL_DATA_NORM  # the official demo's normalisation
     check_model(model, args.model, device)
-    if tables is not None:
-        cmsr.attach(model, tables, f'--cmsr {args.cmsr} (--model {args.model})')
+    if args.cmsr:
+        if not model.supports_cmsr:
+            raise UserError(f"--cmsr: {args.model} holds a {type(model).__name__} model, which has no CMSR "
+                            f"(LM-LIIF and LM-LTE models have it)")
+        args.cmsr = scale2mod.path_for(args.cmsr, args.model)
+        cmsr.attach(model, scale2mod.load(args.cmsr, f'--cmsr {args.cmsr}'), f'--cmsr {args.cmsr} (--model {args.model})')
     if args.compile and (note := compile_decoder(model, device)):
         warn(note)
 
@@ -267,8 +231,11 @@ def run(args):
         img = img if img is not None else read_image(src)
         with torch.no_grad(), precision:
             alpha = img.alpha.to(device) if img.alpha is not None else None
-            pixels, alpha = upscale_image(model, img.pixels.to(device), alpha, size, tile=args.tile,
-                                          data_norm=data_norm, progress=size[0] * size[1] > PROGRESS_PIXELS)
+            try:
+                pixels, alpha = upscale_image(model, img.pixels.to(device), alpha, size, tile=args.tile,
+                                              data_norm=data_norm, progress=size[0] * size[1] > PROGRESS_PIXELS)
+            except torch.OutOfMemoryError:
+                raise UserError(f"out of memory on {device}: try a smaller --tile or a smaller output") from None
         os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
         alpha = alpha.cpu() if alpha is not None else None
         write_image(dst, pixels.cpu(), alpha, bits=kind.bits, icc_profile=kind.icc_profile)
@@ -281,13 +248,7 @@ def run(args):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        run(args)
-    except CheckpointError as e:
-        fail(f"--model {e}")  # the message starts with the checkpoint's path
-    except UserError as e:
-        fail(e)
-    except torch.OutOfMemoryError:
-        fail(f"out of memory on {args.device}: try a smaller --tile or a smaller output")
+        exit_on_user_error(PROG, run, args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         sys.exit(130)

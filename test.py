@@ -1,14 +1,9 @@
-"""Evaluate a checkpoint with the paper's protocol.
+"""Evaluate a checkpoint with the paper's protocol: one test config (ending with `result: <mean PSNR>`,
+as the official script), or a suite of them over the data under load/ (README.md, Evaluation).
 
-    python test.py --config configs/test/test-set5-4.yaml --model CKPT      # one set, one scale
-    python test.py --model CKPT --suite benchmark|div2k|all                 # the paper's tables
-
-One config ends with the line `result: <mean PSNR>` (as the official script does); the suite
-runs every set and scale whose data is under load/, prints a table of them (rows: data sets,
-columns: scales), writes it as CSV and JSON with a per-image CSV, and lists, one line a set,
-what it skipped for want of data (README.md, Data, says where each set is published).
+    python test.py --config configs/test/test-set5-4.yaml --model CKPT
+    python test.py --model CKPT --suite benchmark|div2k|all
 """
-import argparse
 import csv
 import io
 import json
@@ -16,14 +11,15 @@ import os
 
 from datasets import catalog
 from datasets.loading import make_sr_dataset
-from models import cmsr
+from models import cmsr, scale2mod
 from models.checkpoint import load_model
 from models.evaluate import evaluate, parse_eval_type
 from utils.config import get_key, load_config
 from utils.data_norm import DataNorm
 from utils.device import resolve_device
-from utils.errors import UserError, exit_on_user_error
+from utils.errors import ArgumentParser, UserError, exit_on_user_error, number_arg
 from utils.files import atomic_write
+from utils.image import image_files
 from utils.speedups import compile_decoder
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs', 'test')
@@ -56,32 +52,36 @@ def relocate(cfg, load_dir):
     return cfg
 
 
-def data_paths(cfg):
+def data_problem(cfg, load_dir):
+    """(folder, what is wrong) for the config's first data folder that is missing, or that holds a
+    published set with another number of images than published (its score would not be that set's)."""
     args = cfg['test_dataset']['dataset'].get('args') or {}
-    return [v for k, v in args.items() if k.startswith('root_path')]
+    for path in (v for k, v in args.items() if k.startswith('root_path') and isinstance(v, str)):
+        data = catalog.owner(path, load_dir)
+        if not os.path.isdir(path):
+            return path, 'not found'
+        if data and len(image_files(path)) != data.count:
+            return path, f"holds {len(image_files(path))} of {data.name}'s {data.count} images"
+    return None
 
 
-def missing_data(cfg):
-    """The config's data folders that do not exist."""
-    return [p for p in data_paths(cfg) if isinstance(p, str) and not os.path.isdir(p)]
-
-
-def where_to_get(path, load_dir):
-    """For a missing folder of a published set: which set, and where to look."""
-    data = catalog.owner(path, load_dir)
-    if data is None:
-        return " (a root_path of the config's test_dataset.dataset.args)"
-    return f" ({data.name} is not shipped with the code: {catalog.WHERE})"
+def check_data(path, load_dir):
+    """The test config at `path` with its data under `load_dir`, refused when data_problem finds one."""
+    cfg = relocate(load_config(path), load_dir)
+    folder, what = data_problem(cfg, load_dir) or (None, None)
+    if what == 'not found':
+        where = catalog.not_shipped(folder, load_dir) or "a root_path of the config's test_dataset.dataset.args"
+        raise TestError(f"{folder}: no such image folder ({where})")
+    if what:
+        raise TestError(f"{folder}: {what}, an incomplete copy ({catalog.WHERE})")
+    return cfg
 
 
 def run_config(model, path, device, precision='fp32', cell_clip=None, load_dir='load', save_dir=None, desc='test',
                data_norm=None):
     """Per-image rows and the means of one test config; `data_norm` (sub, div), the checkpoint's
     own when it records one, replaces the config's."""
-    cfg = relocate(load_config(path), load_dir)
-    missing = missing_data(cfg)
-    if missing:
-        raise TestError(f"{missing[0]}: no such image folder{where_to_get(missing[0], load_dir)}")
+    cfg = check_data(path, load_dir)
     dataset = make_sr_dataset(cfg, 'test_dataset', seed=0)
     eval_type = cfg.get('eval_type')
     parse_eval_type(eval_type)  # a bad eval_type fails before any work
@@ -107,16 +107,30 @@ def cmsr_note(summary):
     return f", CMSR rendered {summary['cmsr_rendered']:.1%} of the pixels"
 
 
-def run_suite(model, suite, device, precision='fp32', cell_clip=None, load_dir='load', save_dir=None, data_norm=None):
-    """Every (set, scale) of the suite whose data exists: (results, per-image rows, skipped),
-    skipped as [(set, scale, the first missing folder)]."""
-    results, per_image, skipped = [], [], []
+def plan_suite(suite, load_dir):
+    """[(set, scale, config)] of the suite whose data is there, and [(set, scale, why not)] for the rest."""
+    todo, skipped = [], []
     for name, key, scale in SUITES[suite]:
         path = os.path.join(CONFIG_DIR, f'test-{key}-{scale}.yaml')
-        missing = missing_data(relocate(load_config(path), load_dir))
-        if missing:
-            skipped.append((name, scale, outermost_missing(missing[0], load_dir)))
-            continue
+        folder, what = data_problem(relocate(load_config(path), load_dir), load_dir) or (None, None)
+        if what:
+            skipped.append((name, scale, f"{outermost_missing(folder, load_dir)} not found" if what == 'not found'
+                            else f"{folder} {what}"))
+        else:
+            todo.append((name, scale, path))
+    if not todo:
+        sets = ', '.join(dict.fromkeys(name for name, _, _ in skipped))
+        partial = [why for *_, why in skipped if not why.endswith(' not found')]
+        raise TestError(f"suite {suite}: no complete data set under {load_dir} ({partial[0]}; {catalog.WHERE})" if partial
+                        else f"suite {suite}: no data found under {load_dir} for {sets} "
+                             f"(they are not shipped with the code: {catalog.WHERE})")
+    return todo, skipped
+
+
+def run_suite(model, todo, device, precision='fp32', cell_clip=None, load_dir='load', save_dir=None, data_norm=None):
+    """(results, per-image rows) of the planned (set, scale, config)s."""
+    results, per_image = [], []
+    for name, scale, path in todo:
         out = os.path.join(save_dir, name, f'x{scale}') if save_dir else None
         rows, summary = run_config(model, path, device, precision, cell_clip, load_dir, out, desc=f'{name} x{scale}',
                                    data_norm=data_norm)
@@ -124,11 +138,7 @@ def run_suite(model, suite, device, precision='fp32', cell_clip=None, load_dir='
         per_image += [{'dataset': name, 'scale': scale, **row} for row in rows]
         print(f"{name} x{scale}: PSNR {summary['psnr']:.4f} dB, SSIM {summary['ssim']:.4f} ({len(rows)} images)"
               + cmsr_note(summary))
-    if not results:
-        sets = ', '.join(dict.fromkeys(name for name, _, _ in skipped))
-        raise TestError(f"suite {suite}: no data found under {load_dir} for {sets} "
-                        f"(they are not shipped with the code: {catalog.WHERE})")
-    return results, per_image, skipped
+    return results, per_image
 
 
 def outermost_missing(path, load_dir):
@@ -140,14 +150,14 @@ def outermost_missing(path, load_dir):
 
 
 def skipped_lines(skipped):
-    """One line a set: its skipped scales and the folders that were missing."""
+    """One line a set: its skipped scales and why (the folders missing or incomplete)."""
     by_set = {}
-    for name, scale, folder in skipped:
-        scales, folders = by_set.setdefault(name, ([], []))
+    for name, scale, why in skipped:
+        scales, reasons = by_set.setdefault(name, ([], []))
         scales.append(f"x{scale:g}")
-        if folder not in folders:
-            folders.append(folder)
-    return [f"  {name:<9} {' '.join(scales)}: {', '.join(folders)} not found" for name, (scales, folders) in by_set.items()]
+        if why not in reasons:
+            reasons.append(why)
+    return [f"  {name:<9} {' '.join(scales)}: {', '.join(reasons)}" for name, (scales, reasons) in by_set.items()]
 
 
 def table(results, metric, digits, title=None):
@@ -179,8 +189,8 @@ def write_report(folder, args, results, per_image, skipped):
         'per_image.csv': to_csv(per_image, ['dataset', 'scale', 'image', 'psnr', 'ssim']),
         'results.json': json.dumps({'model': args.model, 'precision': args.precision, 'cell_clip': args.cell_clip,
                                     'cmsr': args.cmsr, 'protocol': PROTOCOL, 'results': results,
-                                    'skipped': [f"{name} x{scale:g} ({folder} not found)"
-                                                for name, scale, folder in skipped]}, indent=1),
+                                    'skipped': [f"{name} x{scale:g} ({why})" for name, scale, why in skipped]},
+                                   indent=1),
     }
     for name, text in files.items():
         atomic_write(os.path.join(folder, name), lambda f, text=text: f.write(text.encode()))
@@ -193,9 +203,8 @@ def write_report(folder, args, results, per_image, skipped):
     return '\n'.join(lines)
 
 
-
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = ArgumentParser(prog='test.py', description=__doc__.split('\n')[0])
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument('--config', help='a test config, e.g. configs/test/test-set14-2.yaml')
     what.add_argument('--suite', choices=sorted(SUITES), help='every set and scale of the paper found under load/')
@@ -208,11 +217,11 @@ def parse_args(argv=None):
                    help='auto (default): cuda when available, else cpu')
     p.add_argument('--precision', default='fp32', choices=['fp32', 'bf16', 'fp16'],
                    help='fp32 (default, no autocast), or torch.autocast with bf16 / fp16 (fp16 is for GPUs)')
-    p.add_argument('--cell-clip', type=float, nargs='?', const=4.0, default=None, metavar='S',
+    p.add_argument('--cell-clip', type=number_arg(1), nargs='?', const=4.0, default=None, metavar='S',
                    help='beyond scale S (default 4, the training maximum) give the decoder the cell of '
                         'scale S, as LTE/LMF do; off unless given')
     p.add_argument('--no-ema', action='store_true', help="use the trained weights even when the checkpoint has an EMA")
-    p.add_argument('--cmsr', nargs='?', const=cmsr.BESIDE, metavar='TABLE',
+    p.add_argument('--cmsr', nargs='?', const=scale2mod.BESIDE, metavar='TABLE',
                    help="LM-LIIF, LM-LTE: render beyond x4 with CMSR and this Scale2Mod table (YAML, "
                         "scripts/calibrate_cmsr.py; without TABLE the one beside the checkpoint, NAME-cmsr.yaml); "
                         "LMF evaluates it with --cell-clip")
@@ -223,11 +232,18 @@ def parse_args(argv=None):
 
 
 def run(args):
+    if args.config:
+        check_data(args.config, args.load_dir)  # before the model loads
+    else:
+        todo, skipped = plan_suite(args.suite, args.load_dir)
     device = resolve_device(args.device)
     model, data_norm = load_model(args.model, device, ema=not args.no_ema, with_data_norm=True)
     if args.cmsr:
-        args.cmsr = cmsr.table_path(args.cmsr, args.model)
-        cmsr.attach(model, cmsr.load_table(args.cmsr, f'--cmsr {args.cmsr}'), f'--cmsr {args.cmsr}')
+        if not model.supports_cmsr:
+            raise TestError(f"--cmsr: {args.model} holds a {type(model).__name__} model, which has no CMSR "
+                            f"(LM-LIIF and LM-LTE models have it)")
+        args.cmsr = scale2mod.path_for(args.cmsr, args.model)
+        cmsr.attach(model, scale2mod.load(args.cmsr, f'--cmsr {args.cmsr}'), f'--cmsr {args.cmsr}')
     compile_note = compile_decoder(model, device) if args.compile else None
     options = dict(device=device, precision=args.precision, cell_clip=args.cell_clip, load_dir=args.load_dir,
                    data_norm=data_norm)
@@ -245,7 +261,7 @@ def run(args):
         print(f"result: {summary['psnr']:.4f}")
         return
     report = args.report or os.path.join('save', 'test', os.path.splitext(os.path.basename(args.model))[0])
-    results, per_image, skipped = run_suite(model, args.suite, save_dir=args.save_dir, **options)
+    results, per_image = run_suite(model, todo, save_dir=args.save_dir, **options)
     print(write_report(report, args, results, per_image, skipped))
 
 

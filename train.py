@@ -1,44 +1,40 @@
-"""Train a model from a YAML config (official LIIF keys).
+"""Train a model from a YAML config (official LIIF keys; README.md, Training).
 
-    python train.py --config configs/train-div2k/train_edsr-baseline-liif.yaml [--name N] [--set k=v ...] [--resume] [--time-limit T]
+    python train.py --config configs/quickstart.yaml [--name N] [--set k=v ...] [--resume] [--time-limit T]
     torchrun --nproc_per_node 4 train.py --config ...        # several GPUs (or CPU processes), one machine
 
-Run folder: save/<name> (default '_' + config file name) with config.yaml, log.txt,
-tensorboard/, epoch-last.pth (every epoch), epoch-N.pth (every epoch_save) and epoch-best.pth
-(best validation PSNR on val_dataset).
-
-The loop, as the official train_liif.py: prepare_training (config, data, model, optimizer,
-schedule, resume), then per epoch train_epoch, validate and save.
+`Run` is what the loop works on, set up by concern and checked before the run folder is made;
+then the loop, as the official train_liif.py: per epoch train_epoch, validate, save.
 """
-import argparse
 import math
 import os
 import sys
 import time
 import warnings
-from types import SimpleNamespace
 
 import torch
+import torch.nn.functional as F
 import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from datasets.device_synthesis import to_device
 from datasets.loading import make_loader, make_sr_dataset, use_lr_on_device
-import models
-from models.checkpoint import apply_init_weights, load_checkpoint, model_from_spec, read_init_weights, save_checkpoint
+from models.checkpoint import (apply_init_weights, load_checkpoint, make_model, model_from_spec, read_init_weights,
+                               save_checkpoint)
 from models.evaluate import parse_eval_type, preview, sampled_psnr, score_image
 from utils import dist, rng
 from utils.config import ConfigError, get_key, load_config
 from utils.data_norm import DataNorm
 from utils.device import resolve_device
 from utils.ema import EMA
-from utils.errors import exit_on_user_error
+from utils.errors import ArgumentParser, exit_on_user_error
 from utils.files import atomic_write
 from utils.logger import RunLogger
+from utils.metrics import psnr
 from utils.optim import check_optimizer, make_optimizer, make_scheduler
 from utils.speedups import SpeedUps
-from utils.training import (TimeLimit, check_finite, check_freeze, parse_duration, prepare_run_folder, restore_rng,
+from utils.training import (TimeLimit, check_count, check_finite, check_freeze, parse_duration, prepare_run_folder, restore_rng,
                             resume_changes, resume_point, set_frozen, train_step)
 
 LOSS_CHECK_EVERY = 20   # iterations between loss read-backs (each one waits for the GPU)
@@ -46,7 +42,7 @@ PRECISIONS = ('fp32', 'bf16')  # fp16 would need loss scaling
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = ArgumentParser(prog='train.py', description=__doc__.split('\n')[0])
     p.add_argument('--config', required=True, help='YAML training config')
     p.add_argument('--name', help="run folder name under --save-dir (default: '_' + config file name)")
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
@@ -64,122 +60,118 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def prepare_training(args):
-    """Everything the loop needs, checked before the run folder is made or changed."""
-    cfg = load_config(args.config, args.set)
-    info = dist.setup(resolve_device(args.device))
-    device = info.device
-    precision = cfg.get('precision', 'fp32')
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    speed = SpeedUps.from_config(cfg, device)
-    name = args.name or '_' + os.path.splitext(os.path.basename(args.config))[0]
-    save_path = os.path.join(args.save_dir, name)
-    seed = cfg.get('seed', 0)
-    norm = DataNorm(cfg.get('data_norm'), device)
-    eval_type, eval_bsize = cfg.get('eval_type'), cfg.get('eval_bsize')
+class Run:
+    """What the loop works on, set up by concern: data; the start (a checkpoint to resume or begin
+    from); model and optimiser. Values are checked before the run folder is made or changed."""
 
-    # data: the config's batch_size is the global batch, split evenly across processes
-    train_set = make_sr_dataset(cfg, 'train_dataset', seed)
-    val_set = make_sr_dataset(cfg, 'val_dataset', seed) if cfg.get('val_dataset') else None
-    val_full = make_sr_dataset(cfg, 'val_full', seed) if cfg.get('val_full') else None
-    lr_on_device = use_lr_on_device(cfg.get('lr_on_device', 'auto'), train_set, device)
-    train_loader = make_loader(train_set, cfg, 'train_dataset', info, seed, shuffle=True,
-                               num_workers=cfg.get('num_workers'))
-    val_loader = make_loader(val_set, cfg, 'val_dataset', info, seed, shuffle=False,
-                             num_workers=cfg.get('num_workers')) if val_set else None
-    if eval_type is not None:  # the official keys: val_dataset's (LR, HR) pairs scored as whole images
-        parse_eval_type(eval_type)
-    if eval_bsize is not None and not (isinstance(eval_bsize, int) and eval_bsize > 0):
-        raise ConfigError(f"eval_bsize {eval_bsize!r}: expected a positive number of queries")
-    if cfg.get('epoch_val') and (val_set or val_full):
-        norm.scalars()  # whole-image scoring and previews need one sub/div: fail now, not at the first validation
+    def __init__(self, args):
+        self.cfg = cfg = load_config(args.config, args.set)
+        self.info = dist.setup(resolve_device(args.device))
+        self.device, self.precision, self.seed = self.info.device, cfg.get('precision', 'fp32'), cfg.get('seed', 0)
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if cfg.get('threads') is not None:  # a small model on cores that other work shares runs far faster on one
+            torch.set_num_threads(check_count(cfg['threads'], 'threads'))
+        self.speed = SpeedUps.from_config(cfg, self.device)
+        self.save_path = os.path.join(args.save_dir, args.name or '_' + os.path.splitext(os.path.basename(args.config))[0])
+        self.norm = DataNorm(cfg.get('data_norm'), self.device)
+        self.epoch_max, self.bicubic = get_key(cfg, 'epoch_max'), {}
+        self.load_data()
+        # the start: this run's last checkpoint (--resume), another run's (config `resume`), or none
+        resuming = resume_point(self.save_path, args.resume)
+        self.start = resuming or cfg.get('resume')
+        check_optimizer(get_key(cfg, 'optimizer'))
+        ckpt = load_checkpoint(self.start) if self.start else None
+        changes = resume_changes(ckpt.get('config'), cfg) if resuming and ckpt.get('config') else []
+        self.build_model(ckpt, args.config)
+        notes = [prepare_run_folder(self.save_path, args.resume, self.info)]
+        self.log = RunLogger(self.save_path, self.info.is_main)
+        if self.info.is_main:
+            text = yaml.safe_dump(cfg, sort_keys=False).encode()
+            atomic_write(os.path.join(self.save_path, 'config.yaml'), lambda f: f.write(text))
+        notes += self.build_optimiser(ckpt) + [f"config changed on resume: {line}" for line in changes]
+        for note in filter(None, notes + self.model_notes() + self.speed.notes):
+            self.log.log(note)
 
-    # resuming: the checkpoint's config against this one; a new run may start from other weights
-    resuming = resume_point(save_path, args.resume)
-    start = resuming or cfg.get('resume')
-    check_optimizer(get_key(cfg, 'optimizer'))
-    ckpt = load_checkpoint(start) if start else None
-    changes = resume_changes(ckpt.get('config'), cfg) if resuming and ckpt.get('config') else []
+    def load_data(self):
+        """The data sets and loaders; the config's batch_size is the global batch, split across processes."""
+        cfg, workers = self.cfg, self.cfg.get('num_workers')
+        self.train_set = make_sr_dataset(cfg, 'train_dataset', self.seed)
+        self.val_set = make_sr_dataset(cfg, 'val_dataset', self.seed) if cfg.get('val_dataset') else None
+        self.val_full = make_sr_dataset(cfg, 'val_full', self.seed) if cfg.get('val_full') else None
+        self.lr_on_device = use_lr_on_device(cfg.get('lr_on_device', 'auto'), self.train_set, self.device)
+        self.train_loader = make_loader(self.train_set, cfg, 'train_dataset', self.info, self.seed, True, workers)
+        self.val_loader = make_loader(self.val_set, cfg, 'val_dataset', self.info, self.seed, False, workers) \
+            if self.val_set else None
+        self.eval_type, self.eval_bsize = cfg.get('eval_type'), cfg.get('eval_bsize')
+        parse_eval_type(self.eval_type)  # the official keys: val_dataset's (LR, HR) pairs scored as whole images
+        if self.eval_bsize is not None:
+            check_count(self.eval_bsize, 'eval_bsize', 'a positive number of queries')
+        if cfg.get('epoch_val') and (self.val_set or self.val_full):
+            self.norm.scalars()  # whole-image scoring and previews need one sub/div: fail now, not at the first validation
 
-    # the model, built before the run folder so that its spec, initial weights and frozen parts
-    # are checked first; all processes start from the same weights
-    rng.seed_all(seed)
-    if cfg.get('deterministic'):  # deterministic kernels only (on a GPU: slower, and cuBLAS needs this workspace)
-        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
-        torch.use_deterministic_algorithms(True)
-    model_spec = ckpt['model'] if ckpt else get_key(cfg, 'model')
-    model = model_from_spec(model_spec, source=start) if ckpt else models.make(model_spec)
-    if cfg.get('init_weights') and not start:
-        apply_init_weights(model, read_init_weights(cfg['init_weights']), cfg['init_weights']['path'])
-    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-    freeze = check_freeze(cfg.get('freeze'), trainable)
+    def build_model(self, ckpt, config_path):
+        """The checkpoint's model, or the config's (with its init_weights), and what of it trains; every
+        process starts from the same weights."""
+        rng.seed_all(self.seed)
+        if self.cfg.get('deterministic'):  # deterministic kernels only (GPUs: slower, and cuBLAS needs this workspace)
+            os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+            torch.use_deterministic_algorithms(True)
+        self.model_spec = ckpt['model'] if ckpt else get_key(self.cfg, 'model')
+        self.model = model_from_spec(self.model_spec, self.start) if ckpt else make_model(self.model_spec, config_path)
+        self.init = None if self.start else self.cfg.get('init_weights')
+        if self.init:
+            apply_init_weights(self.model, read_init_weights(self.init), self.init['path'])
+        self.trainable = {name for name, p in self.model.named_parameters() if p.requires_grad}
+        self.freeze = check_freeze(self.cfg.get('freeze'), self.trainable)
 
-    restart_note = prepare_run_folder(save_path, args.resume, info)
-    log = RunLogger(save_path, info.is_main)
-    if restart_note:
-        log.log(restart_note)
-    if info.is_main:
-        text = yaml.safe_dump(cfg, sort_keys=False).encode()
-        atomic_write(os.path.join(save_path, 'config.yaml'), lambda f: f.write(text))
+    def build_optimiser(self, ckpt):
+        """Optimizer, EMA, schedule (replayed under this config up to where the run stopped) and random
+        states, from the checkpoint when there is one; returns the lines to log."""
+        cfg = self.cfg
+        self.model = self.speed.prepare(self.model.to(self.device))
+        self.optimizer = make_optimizer(self.model.parameters(), cfg['optimizer'])
+        self.ema = EMA(self.model, get_key(cfg, 'ema.decay')) if cfg.get('ema') else None
+        self.epoch_start, self.iteration, self.best = 1, 0, -math.inf
+        if ckpt:
+            if 'optimizer' in ckpt:
+                self.optimizer.load_state_dict(ckpt['optimizer']['sd'])
+                for group in self.optimizer.param_groups:  # the config's lr: the schedule starts from it
+                    group['lr'] = (cfg['optimizer'].get('args') or {}).get('lr', group['lr'])
+                    group.pop('initial_lr', None)
+            self.epoch_start, self.iteration = ckpt.get('epoch', 0) + 1, ckpt.get('iteration', 0)
+            self.best = ckpt.get('best', self.best)
+            if self.ema is not None and 'ema' in ckpt:
+                self.ema.load_state_dict(ckpt['ema'])
+        self.scheduler, self.lr_per_iteration = make_scheduler(self.optimizer, cfg, len(self.train_loader))
+        if self.scheduler is not None:
+            with warnings.catch_warnings():  # "step() before optimizer.step()": intended here
+                warnings.simplefilter('ignore')
+                for _ in range(self.iteration if self.lr_per_iteration else self.epoch_start - 1):
+                    self.scheduler.step()
+        rng.seed_all(self.seed + self.info.rank)
+        rng_note = restore_rng(ckpt['rng'], self.info) if ckpt and 'rng' in ckpt else None
+        set_frozen(self.model, self.freeze, self.epoch_start, self.trainable)
+        self.wrap_step_model()
+        return [ckpt and f"resumed from {self.start} (epoch {self.epoch_start - 1}, iteration {self.iteration})",
+                rng_note]
 
-    # optimizer, schedule, EMA
-    model = speed.prepare(model.to(device))
-    optimizer = make_optimizer(model.parameters(), get_key(cfg, 'optimizer'))
-    ema = EMA(model, get_key(cfg, 'ema.decay')) if cfg.get('ema') else None
-    epoch_start, iteration, best = 1, 0, -math.inf
-    if ckpt:
-        if 'optimizer' in ckpt:
-            optimizer.load_state_dict(ckpt['optimizer']['sd'])
-            for group in optimizer.param_groups:  # the config's lr: the schedule below starts from it
-                group['lr'] = (cfg['optimizer'].get('args') or {}).get('lr', group['lr'])
-                group.pop('initial_lr', None)
-        epoch_start, iteration, best = ckpt.get('epoch', 0) + 1, ckpt.get('iteration', 0), ckpt.get('best', best)
-        if ema is not None and 'ema' in ckpt:
-            ema.load_state_dict(ckpt['ema'])
-    scheduler, lr_per_iteration = make_scheduler(optimizer, cfg, len(train_loader))
-    if scheduler is not None:  # replay this config's schedule up to where the run stopped
-        with warnings.catch_warnings():  # "step() before optimizer.step()": intended here
-            warnings.simplefilter('ignore')
-            for _ in range(iteration if lr_per_iteration else epoch_start - 1):
-                scheduler.step()
-    if ckpt:
-        log.log(f"resumed from {start} (epoch {epoch_start - 1}, iteration {iteration})")
-        for line in changes:
-            log.log(f"config changed on resume: {line}")
-    rng.seed_all(seed + info.rank)
-    if ckpt and 'rng' in ckpt:
-        restore_rng(ckpt['rng'], info, log)
+    def wrap_step_model(self):
+        """What the training step calls: the model, wrapped for DDP (which syncs the parameters that
+        train when it is made) and compiled when asked."""
+        model = self.model
+        if self.info.world_size > 1:
+            model = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
+        self.step_model = self.speed.wrap(model)
 
-    if cfg.get('init_weights') and not start:
-        log.log(f"initialised {', '.join(cfg['init_weights']['modules'])} from {cfg['init_weights']['path']}")
-    set_frozen(model, freeze, epoch_start, trainable)
-    for module, epochs in freeze.items():
-        if epoch_start <= epochs:
-            log.log(f"{module} frozen until the end of epoch {epochs}")
-    log.log(f"model {model_spec['name']}: {sum(p.numel() for p in model.parameters()):,} parameters; "
-            f"{info.world_size} process(es) on {device.type}, global batch {cfg['train_dataset']['batch_size']}, "
-            f"{len(train_loader)} iterations/epoch" + (", LR made on the device" if lr_on_device else '')
-            + f"; speed-ups: {speed.describe()}")
-    for note in speed.notes:
-        log.log(note)
-    return SimpleNamespace(
-        cfg=cfg, info=info, device=device, precision=precision, speed=speed, save_path=save_path, log=log,
-        norm=norm, eval_type=eval_type, eval_bsize=eval_bsize, train_set=train_set, train_loader=train_loader,
-        val_set=val_set, val_loader=val_loader, val_full=val_full, lr_on_device=lr_on_device, freeze=freeze,
-        trainable=trainable,
-        model_spec=model_spec, model=model, step_model=step_model(model, info, speed), optimizer=optimizer,
-        scheduler=scheduler,
-        lr_per_iteration=lr_per_iteration, ema=ema, epoch_start=epoch_start, epoch_max=get_key(cfg, 'epoch_max'),
-        iteration=iteration, best=best)
-
-
-def step_model(model, info, speed):
-    """What the training step calls: the model, wrapped for DDP (which syncs the parameters that
-    train when it is made) and compiled when asked."""
-    if info.world_size > 1:
-        model = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == 'cuda' else None)
-    return speed.wrap(model)
+    def model_notes(self):
+        return ([f"initialised {', '.join(self.init['modules'])} from {self.init['path']}"] if self.init else []) + [
+            f"{module} frozen until the end of epoch {epochs}" for module, epochs in self.freeze.items()
+            if self.epoch_start <= epochs] + [
+            f"model {self.model_spec['name']}: {sum(p.numel() for p in self.model.parameters()):,} parameters; "
+            f"{self.info.world_size} process(es) on {self.device.type}, global batch "
+            f"{self.cfg['train_dataset']['batch_size']}, {len(self.train_loader)} iterations/epoch"
+            + (", LR made on the device" if self.lr_on_device else '') + f"; speed-ups: {self.speed.describe()}"]
 
 
 def train_epoch(run, epoch):
@@ -207,27 +199,45 @@ def train_epoch(run, epoch):
     return loss_sum / max(loss_count, 1)
 
 
+def whole_image_psnr(run, dataset, eval_type, model=None):
+    """Mean PSNR over `dataset`'s whole images (every process scores its share): of the model's
+    SR, or without a model of torch's bicubic upscaling (the baseline a model must beat)."""
+    shave, y_channel = parse_eval_type(eval_type)
+    psnrs = []
+    for lr, hr in map(dataset.pair, range(run.info.rank, len(dataset), run.info.world_size)):
+        if model is None:
+            bicubic = F.interpolate(lr[None], hr.shape[-2:], mode='bicubic', align_corners=False)[0].clamp(0, 1)
+            psnrs.append(psnr(bicubic, hr, shave=shave, y_channel=y_channel))
+        else:
+            psnrs.append(score_image(model, lr, hr, eval_type, run.norm, run.device, run.precision,
+                                     chunk=run.eval_bsize)[0]['psnr'])
+    total, count = dist.all_sum([sum(psnrs), len(psnrs)], run.info)
+    return total / count
+
+
 def validate(run, epoch):
-    """{'val/psnr': ..., 'val/full_psnr': ...} for what the config validates on (every process
-    scores its share; the sums are shared). val_dataset: PSNR on sampled query pixels (the
-    official validation), or on whole images with eval_type; val_full: whole images, watched only."""
+    """{'val/psnr': ..., 'val/full_psnr': ...} for what the config validates on (the sums shared by
+    the processes), and the log line's text. val_dataset: PSNR on sampled query pixels (the official
+    validation), or on whole images with eval_type; val_full: whole images, watched only. Whole
+    images are shown beside their bicubic PSNR."""
     eval_model = run.ema.model if run.ema is not None else run.model
-    scores = {}
+    scores, text = {}, ''
     if run.val_loader and run.eval_type is None:
         total, count = dist.all_sum(list(sampled_psnr(eval_model, run.val_loader, run.norm, run.device,
                                                       run.precision)), run.info)
         scores['val/psnr'] = total / count
+        text += f", val psnr {scores['val/psnr']:.4f}"
     for key, dataset, eval_type in (('val/psnr', run.val_set if run.eval_type else None, run.eval_type),
                                     ('val/full_psnr', run.val_full, (run.cfg.get('val_full') or {}).get('eval_type'))):
         if dataset is not None:
-            psnrs = [score_image(eval_model, *dataset.pair(i), eval_type, run.norm, run.device, run.precision,
-                                 chunk=run.eval_bsize)[0]['psnr']
-                     for i in range(run.info.rank, len(dataset), run.info.world_size)]
-            total, count = dist.all_sum([sum(psnrs), len(psnrs)], run.info)
-            scores[key] = total / count
+            if key not in run.bicubic:
+                run.bicubic[key] = whole_image_psnr(run, dataset, eval_type)
+            scores[key] = whole_image_psnr(run, dataset, eval_type, eval_model)
+            text += (f", {'val' if key == 'val/psnr' else eval_type or 'full-image'} psnr {scores[key]:.4f} "
+                     f"(bicubic {run.bicubic[key]:.4f}, {scores[key] - run.bicubic[key]:+.2f} dB)")
     if run.info.is_main:
         run.log.image('val/lr_sr_hr', preview(eval_model, run.val_full or run.val_set, run.norm, run.device), epoch)
-    return scores
+    return scores, text
 
 
 def save(run, epoch, improved):
@@ -250,13 +260,16 @@ def save(run, epoch, improved):
 
 def train(args):
     start_time = time.time()
-    run = prepare_training(args)
+    run = Run(args)
     time_limit = TimeLimit(args.time_limit, start_time, run.info)
     epoch_val = run.cfg.get('epoch_val')
+    if run.epoch_start > run.epoch_max:
+        run.log.log(f"nothing to train: {run.save_path} has done all {run.epoch_max} epochs (epoch_max); "
+                    f"--resume --set epoch_max=N trains it further")
     for epoch in range(run.epoch_start, run.epoch_max + 1):
         t0 = time.time()
         if set_frozen(run.model, run.freeze, epoch, run.trainable):
-            run.step_model = step_model(run.model, run.info, run.speed)
+            run.wrap_step_model()
             thawed = [module for module, epochs in run.freeze.items() if epochs == epoch - 1]
             run.log.log(f"epoch {epoch}: {', '.join(thawed)} trained from now on (frozen until now)")
         lr = run.optimizer.param_groups[0]['lr']
@@ -266,13 +279,11 @@ def train(args):
         line = f"epoch {epoch}/{run.epoch_max}, lr {lr:.3e}, train loss {loss:.4f}, {its:.2f} it/s"
         improved = False
         if epoch_val and epoch % epoch_val == 0 and (run.val_loader or run.val_full):
-            scores = validate(run, epoch)
+            scores, text = validate(run, epoch)
             scalars.update(scores)
+            line += text
             if 'val/psnr' in scores:
-                line += f", val psnr {scores['val/psnr']:.4f}"
                 improved, run.best = scores['val/psnr'] > run.best, max(run.best, scores['val/psnr'])
-            if 'val/full_psnr' in scores:
-                line += f", {run.cfg['val_full'].get('eval_type') or 'full-image'} psnr {scores['val/full_psnr']:.4f}"
         run.log.scalars(scalars, epoch)
         run.log.log(line + f", {time.time() - t0:.1f} s")
         save(run, epoch, improved)
@@ -284,7 +295,10 @@ def train(args):
                         f"from the start (another epoch would end past the limit); --resume continues")
             break
     else:
-        run.log.log(f"done: {run.save_path}")
+        last = os.path.join(run.save_path, 'epoch-last.pth')
+        run.log.log(f"done: {run.save_path}. Its model: {last} (epoch-best.pth: the best val psnr); try it with\n"
+                    f"  python demo.py --input load/samples/coffee.png --scale 4 --model {last}\n"
+                    f"  python test.py --model {last} --suite benchmark   # needs the data sets, README.md Data")
     run.log.close()
 
 

@@ -47,3 +47,9 @@ def owner(path, load_dir):
         if any(rel == root or rel.startswith(root + os.sep) for root in map(os.path.normpath, roots)):
             return data
     return None
+
+
+def not_shipped(path, load_dir='load'):
+    """For a missing folder of a published set: which set, and where to get it (None for other folders)."""
+    data = owner(path, load_dir)
+    return data and f"{data.name} is not shipped with the code: {WHERE}"

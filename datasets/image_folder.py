@@ -19,6 +19,7 @@ from tqdm import tqdm
 from utils.errors import message
 from utils.files import atomic_write
 from utils.image import ImageError, image_files, read_image
+from . import catalog
 from .datasets import DataError, register
 
 CACHE_MODES = ('none', 'in_memory', 'decoded', 'bin')
@@ -41,7 +42,8 @@ def list_images(root_path, split_file=None, split_key=None):
     paths = []
     for folder in folders:
         if not os.path.isdir(folder):
-            raise DataError(f"{folder}: no such image folder (set root_path in the config's dataset args)")
+            hint = catalog.not_shipped(folder) or "set root_path in the config's dataset args"
+            raise DataError(f"{folder}: no such image folder ({hint})")
         if split_file is None:
             paths += image_files(folder)
         else:

@@ -3,6 +3,7 @@
 Reading uses `torch.load(weights_only=True)` only; writing goes to a temporary file that is
 renamed into place, so an interrupted save never leaves a half-written checkpoint.
 """
+import inspect
 import os
 import pickle
 
@@ -12,7 +13,7 @@ from utils.data_norm import DataNorm
 from utils.errors import UserError, first_line, message
 from utils.files import atomic_write
 from .base import LocalImplicitSR
-from .models import make
+from .models import make, registry
 
 
 class CheckpointError(UserError):
@@ -48,14 +49,34 @@ def load_checkpoint(path):
     return ckpt
 
 
-def model_from_spec(spec, source='checkpoint'):
-    """Build the model a checkpoint's 'model' entry describes and load its weights strictly."""
+def make_model(spec, source):
+    """models.make(spec); an unknown model, or an argument a constructor does not take, is a one-line
+    error naming `source` and the argument's key."""
     try:
-        model = make({'name': spec['name'], 'args': spec.get('args') or {}})
+        return make(spec)
     except KeyError as e:
         raise CheckpointError(f"{source}: {e.args[0]}") from None
     except TypeError as e:
-        raise CheckpointError(f"{source}: model {spec['name']!r} rejects its args ({first_line(e)})") from None
+        found = unknown_arg(spec, 'model') or f"model {spec['name']!r} rejects its args ({first_line(e)})"
+        raise CheckpointError(f"{source}: {found}") from None
+
+
+def unknown_arg(spec, key):
+    """'KEY.args.ARG: NAME takes no argument ARG (...)' for the first argument, of `spec` or of a spec in
+    its args, that the constructor does not take (None if there is none)."""
+    args = spec.get('args') if isinstance(spec.get('args'), dict) else {}
+    for arg, value in args.items():
+        if isinstance(value, dict) and 'name' in value and (found := unknown_arg(value, f'{key}.args.{arg}')):
+            return found
+    cls = registry.entries.get(spec['name']) if isinstance(spec['name'], str) else None
+    params = inspect.signature(cls).parameters if cls else {}
+    bad = [] if any(p.kind == p.VAR_KEYWORD for p in params.values()) else [a for a in args if a not in params]
+    return bad and f"{key}.args.{bad[0]}: {spec['name']!r} takes no argument {bad[0]!r} (it takes {', '.join(params)})"
+
+
+def model_from_spec(spec, source='checkpoint'):
+    """Build the model a checkpoint's 'model' entry describes and load its weights strictly."""
+    model = make_model({'name': spec['name'], 'args': spec.get('args') or {}}, source)
     sd = strip_module_prefix(spec['sd'])
     missing, unexpected = model.state_dict().keys() - sd.keys(), sd.keys() - model.state_dict().keys()
     if missing or unexpected:

@@ -1,3 +1,4 @@
+import collections
 import os
 import sys
 
@@ -14,14 +15,36 @@ def pytest_configure(config):
     # deprecated torch.jit.script_method: nothing this project calls or can change
     config.addinivalue_line('filterwarnings',
                             'ignore:`torch.jit.script_method` is deprecated:DeprecationWarning:torch.jit._script')
-    if 's' not in config.option.reportchars:  # always list skipped tests with their reasons (as -rs)
-        config.option.reportchars += 's'
     workers = os.environ.get('PYTEST_XDIST_WORKER_COUNT')
     if workers:  # tests spread over processes (-n): each takes its share of the cores, for itself and the
         # CLIs it runs (more threads than cores stall torch's parallel kernels)
         threads = max(1, (os.cpu_count() or 1) // int(workers))
         torch.set_num_threads(threads)
         os.environ['OMP_NUM_THREADS'] = str(threads)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """What was skipped, one line a reason (-rs lists each test): a missing file counts under the
+    outermost folder missing, so a clone without ../shared gets one line for all it skipped."""
+    reasons = collections.Counter()
+    for report in terminalreporter.stats.get('skipped', []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        head, found, path = reason.removeprefix('Skipped: ').partition('not found: ')
+        while found and not os.path.exists(os.path.dirname(path)) and os.path.dirname(path) != path:
+            path = os.path.dirname(path)
+        reasons[head + found + path] += 1
+    if reasons:
+        terminalreporter.section('skipped')
+        for reason, count in reasons.most_common():
+            terminalreporter.line(f"{count:4d} {reason}")
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """A config's `threads` (train.py run in this process) ends with the test."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='session')

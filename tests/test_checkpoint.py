@@ -60,12 +60,16 @@ def bad_checkpoints(tmp_path):
     torch.save({'weights': good.state_dict()}, tmp_path / 'not-a-model.pth')
     torch.save(good.state_dict(), tmp_path / 'bare-sd.pth')
     save_checkpoint(tmp_path / 'good.pth', SPEC, good)
+    unknown_arg = {**SPEC['args'], 'encoder_spec': {'name': 'swinir', 'args': SPEC['args']['encoder_spec']['args']}}
+    torch.save({'model': {'name': 'liif', 'args': unknown_arg, 'sd': {}}}, tmp_path / 'unknown-arg.pth')
     data = open(tmp_path / 'good.pth', 'rb').read()
     return {
         'missing': (str(tmp_path / 'nope.pth'), 'no such checkpoint file'),
         'text': (write(tmp_path / 'notes.pth', b'hello, not a checkpoint\n'), 'not a readable PyTorch checkpoint'),
         'truncated': (write(tmp_path / 'cut.pth', data[:len(data) // 2]), 'not a readable PyTorch checkpoint'),
         'unknown': (str(tmp_path / 'unknown.pth'), "unknown model 'no-such-model'"),
+        'unknown-arg': (str(tmp_path / 'unknown-arg.pth'),
+                        "model.args.encoder_spec.args.n_resblocks: 'swinir' takes no argument 'n_resblocks'"),
         'deeper': (str(tmp_path / 'deeper.pth'), 'weights do not fit model .liif.: 2 missing.*6 unexpected'),
         'wider': (str(tmp_path / 'wider.pth'), 'weights do not fit model .liif.: size mismatch'),
         'not-a-model': (str(tmp_path / 'not-a-model.pth'), 'not a model checkpoint'),

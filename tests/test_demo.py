@@ -302,6 +302,14 @@ def test_output_size(tmp_path, tiny_ckpt, small_rgb, flag, value, size):
     assert f"wrote {out} ({size[1]}x{size[0]} px, 8-bit RGB)" in proc.stdout
 
 
+def test_a_run_says_what_it_does(tmp_path, tiny_ckpt, small_rgb):
+    proc = run_main(DEMO_CLI, '--input', small_rgb, '--output', tmp_path / 'big.png', '--model', tiny_ckpt, '--scale', 15)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f'demo.py: loading {tiny_ckpt} on cpu\n')
+    assert 'upscale: 100%' in proc.stderr and '108k/108k' in proc.stderr  # a bar for an output over 0.1 Mpx
+    assert f'demo.py: wrote {tmp_path / "big.png"} (360x300 px' in proc.stdout
+
+
 def test_compile_flag_compiles_the_decoder(tmp_path, tiny_ckpt, small_rgb, monkeypatch):
     """--compile goes through compile_decoder (whose compiled decoding equals eager: test_models.py
     checks that once); here its wiring, without paying for a compilation."""
@@ -313,24 +321,27 @@ def test_compile_flag_compiles_the_decoder(tmp_path, tiny_ckpt, small_rgb, monke
     assert Image.open(tmp_path / 'sr.png').size == tuple(3 * n for n in Image.open(small_rgb).size)
 
 
-def test_default_output_is_save_demo_never_beside_the_inputs(tmp_path, tiny_ckpt):
-    """Without --output: save/demo/ under the current folder (git-ignored in the repo), named
-    after the input and the size; the input folder never gets anything, so a second folder run
-    reads the same two images."""
+def test_default_output_is_save_demo_named_after_input_size_and_model_never_replaced(tmp_path, tiny_ckpt):
+    """Without --output: save/demo/ under the current folder (git-ignored in the repo), named after
+    the input, the size and the model; a name an earlier result has gets -1 (nothing is replaced).
+    The input folder never gets anything, so a second folder run reads the same two images."""
     photos, cwd = tmp_path / 'photos', tmp_path / 'work'
     photos.mkdir()
     cwd.mkdir()
     Image.fromarray(rgb_gradient(20, 24)).save(photos / 'a.png')
     Image.fromarray(rgb_gradient(10, 12, seed=1)).save(photos / 'b.jpg')
-    one = run_main(DEMO_CLI, '--input', photos / 'a.png', '--model', tiny_ckpt, '--scale', '2,1.5', cwd=cwd)
-    assert one.returncode == 0, one.stderr
-    assert os.path.join('save', 'demo', 'a_x2,1.5.png') in one.stdout
-    assert Image.open(cwd / 'save' / 'demo' / 'a_x2,1.5.png').size == (36, 40)
-    for _ in range(2):
+    for suffix in ('', '-1'):
+        one = run_main(DEMO_CLI, '--input', photos / 'a.png', '--model', tiny_ckpt, '--scale', '2,1.5', cwd=cwd)
+        out = os.path.join('save', 'demo', f'a_x2,1.5_tiny-liif{suffix}.png')
+        assert one.returncode == 0 and f'demo.py: wrote {out} (36x40 px' in one.stdout, one.stderr
+        assert Image.open(cwd / out).size == (36, 40)
+    for suffix in ('', '-1'):
         run = run_main(DEMO_CLI, '--input', photos, '--model', tiny_ckpt, '--resolution', '30,36', cwd=cwd)
         assert run.returncode == 0 and run.stdout.count('demo.py: wrote ') == 2, run.stderr
-    assert sorted(os.listdir(cwd / 'save' / 'demo' / 'photos_30,36')) == ['a.png', 'b.png']
+        assert sorted(os.listdir(cwd / 'save' / 'demo' / f'photos_30,36_tiny-liif{suffix}')) == ['a.png', 'b.png']
     assert sorted(os.listdir(photos)) == ['a.png', 'b.jpg']
+    assert DEMO_CLI.model_tag(os.path.join('save', '_quickstart', 'epoch-last.pth')) == '_quickstart-epoch-last'
+    assert DEMO_CLI.model_tag(DEMO_CLI.DEFAULT_MODEL) == ''
 
 
 def test_folder_output_inside_the_input_folder_is_never_read_back(tmp_path, tiny_ckpt, small_rgb):
@@ -394,7 +405,7 @@ def assert_clean_failure(proc, out, needles, before=None):
     assert lines[0].startswith('demo.py: error: ')
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
-    assert 'Traceback' not in proc.stderr and proc.stdout == ''
+    assert 'Traceback' not in proc.stderr and 'wrote' not in proc.stdout
     if before is None:
         assert not os.path.exists(out)
     else:
@@ -474,6 +485,11 @@ def test_alpha_into_a_format_without_alpha_is_refused(tmp_path, tiny_ckpt):
                 existing=False)
 
 
+def test_cmsr_with_a_model_without_one_says_so(tmp_path, tiny_ckpt, small_rgb):
+    run_failing(tmp_path / 'out.png', [f'--cmsr: {tiny_ckpt} holds a LIIF model, which has no CMSR'],
+                '--input', small_rgb, '--model', tiny_ckpt, '--scale', 8, '--cmsr')
+
+
 def write_bad_checkpoint(path, kind):
     if kind == 'unknown-name':
         torch.save({'model': {'name': 'no-such-model', 'args': {}, 'sd': {}}}, path)
@@ -505,7 +521,7 @@ def write_bad_checkpoint(path, kind):
 def test_bad_checkpoint(tmp_path, small_rgb, kind, needles):
     ckpt = tmp_path / 'ckpt.pth'
     write_bad_checkpoint(ckpt, kind)
-    run_failing(tmp_path / 'out.png', ['--model', *needles], '--input', small_rgb, '--model', ckpt, '--scale', 2)
+    run_failing(tmp_path / 'out.png', needles, '--input', small_rgb, '--model', ckpt, '--scale', 2)
 
 
 # ------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ else they need, and every option of the CLIs has help text.
 A command of a ```bash block needs nothing but the clone unless a `# needs: ...` comment says
 otherwise (on its line, or on a line of its own for the rest of the block). Each such command is
 run here, in a folder that mirrors the clone (its top-level entries linked, `save/` empty but for
-the shipped weights), as cheaply as it can be checked: `pip install -r requirements.txt` as a
+the shipped weights), as cheaply as it can be checked: `pip install -r requirements[-dev].txt` as a
 check that the installed packages satisfy it, the pytest command as a check that `.ci/run` runs
 it, `demo.py` whole except for the model's upscale (bilinear here: the real one is
 test_demo.py's), `train.py` through its whole set-up up to the first iteration. What they write
@@ -106,19 +106,36 @@ def clone(tmp_path):
     return root
 
 
-def check_requirements(argv, clone, monkeypatch, line):
-    """`pip install -r requirements.txt`: what it would install is installed (no network here)."""
-    assert argv == ['pip', 'install', '-r', 'requirements.txt']
-    with open(clone / 'requirements.txt') as f:
+def requirements(path):
+    """The requirement lines of a requirements file, those of the files it includes (-r) first."""
+    found = []
+    with open(path) as f:
         for line in f:
             line = line.split('#', 1)[0].strip()
-            if line:
-                req = Requirement(line)
-                try:
-                    installed = version(req.name)
-                except PackageNotFoundError:
-                    pytest.fail(f"requirements.txt: {req.name} is not installed")
-                assert req.specifier.contains(installed, prereleases=True), (line, installed)
+            if line.startswith('-r '):
+                found += requirements(os.path.join(os.path.dirname(path), line[3:].strip()))
+            elif line:
+                found.append(line)
+    return found
+
+
+def check_requirements(argv, clone, monkeypatch, line):
+    """`pip install -r requirements[-dev].txt`: what it would install is installed (no network here)."""
+    assert argv[:3] == ['pip', 'install', '-r'] and argv[3] in ('requirements.txt', 'requirements-dev.txt'), argv
+    for line in requirements(clone / argv[3]):
+        req = Requirement(line)
+        try:
+            installed = version(req.name)
+        except PackageNotFoundError:
+            pytest.fail(f"{argv[3]}: {req.name} is not installed")
+        assert req.specifier.contains(installed, prereleases=True), (line, installed)
+
+
+def test_the_demo_installs_without_test_tools_and_the_tests_with_everything():
+    runtime = {Requirement(r).name.lower() for r in requirements(os.path.join(REPO, 'requirements.txt'))}
+    dev = {Requirement(r).name.lower() for r in requirements(os.path.join(REPO, 'requirements-dev.txt'))}
+    assert 'torch' in runtime and not runtime & {'pytest', 'pytest-xdist', 'tensorboard', 'imageio'}, runtime
+    assert runtime < dev and {'pytest', 'pytest-xdist', 'tensorboard'} <= dev, dev
 
 
 def check_ci_runs(argv, clone, monkeypatch, line):
@@ -146,7 +163,7 @@ def run_demo(argv, clone, monkeypatch, line):
 def run_train(argv, clone, monkeypatch, line):
     """Everything before the first iteration: config, data, model, optimizer, run folder."""
     monkeypatch.chdir(clone)
-    run = TRAIN_CLI.prepare_training(TRAIN_CLI.parse_args(argv[2:]))
+    run = TRAIN_CLI.Run(TRAIN_CLI.parse_args(argv[2:]))
     run.log.close()
     assert os.path.isfile(os.path.join(run.save_path, 'config.yaml'))
     if '--config configs/quickstart.yaml' in line:  # its comment gives the iterations an epoch
@@ -185,6 +202,20 @@ def test_readme_command_runs_on_a_clone_and_writes_only_ignored_files(clone, mon
     written = [os.path.relpath(os.path.join(folder, name), clone) for folder, _, names in os.walk(clone)
                for name in names if not os.path.islink(os.path.join(folder, name))]  # the links are the clone
     assert set(written) <= ignored(written), f"README.md line {number} writes files git would track"
+
+
+def test_python_example_of_the_demo_runs_on_a_clone(clone, monkeypatch):
+    """The README's Python example (the one that reads an image), as written, in a clone; the
+    model's upscale is bilinear here, as for the demo command."""
+    import models.upscale
+    with open(README) as f:
+        code = next(block for block in re.findall(r'```python\n(.*?)```', f.read(), re.S) if 'read_image(' in block)
+    monkeypatch.chdir(clone)
+    monkeypatch.setattr(models.upscale, 'upscale', lambda model, rgb, size, **kwargs: bilinear_upscale(
+        model, rgb, None, size)[0])
+    exec(code, {})
+    with Image.open(clone / 'save' / 'coffee_x4_python.png') as im:
+        assert im.size == (800, 532) and im.mode == 'RGB'
 
 
 # ------------------------------------------------------------------------------------------

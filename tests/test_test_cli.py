@@ -91,14 +91,15 @@ def test_single_config_saves_images_and_names_cell_clip(tiny_ckpt, tmp_path):
 
 
 def test_suite_lists_what_it_skipped_one_line_a_set_and_exits_0(tiny_ckpt, tmp_path):
-    """Set5 with HR images only (two real ones, cropped): x6 and x8 run, and the rest of the
-    benchmark suite is listed as skipped, briefly, pointing to where the data comes from."""
-    hr = tmp_path / 'load' / 'benchmark' / 'Set5' / 'HR'
-    hr.mkdir(parents=True)
-    for name in ('baby', 'bird'):
-        with Image.open(need(os.path.join(DATA, 'benchmark', 'Set5', 'HR', f'{name}.png'))) as im:
-            im.crop((0, 0, 48, 40)).save(hr / f'{name}.png')
+    """Set5 with HR images only (its five, cropped): x6 and x8 run; Set14 with 2 of its 14 is not
+    Set14 and is skipped like the sets that are not there, each listed briefly, pointing to where
+    the data comes from."""
     load = tmp_path / 'load'
+    for name, images in (('Set5', ['baby', 'bird', 'butterfly', 'head', 'woman']), ('Set14', ['baboon', 'bridge'])):
+        (load / 'benchmark' / name / 'HR').mkdir(parents=True)
+        for image in images:
+            with Image.open(need(os.path.join(DATA, 'benchmark', name, 'HR', f'{image}.png'))) as im:
+                im.crop((0, 0, 48, 40)).save(load / 'benchmark' / name / 'HR' / f'{image}.png')
     proc = run_main(TEST_CLI, '--suite', 'benchmark', '--model', tiny_ckpt, '--load-dir', load, '--device', 'cpu',
                     '--report', tmp_path / 'report')
     assert proc.returncode == 0, proc.stderr
@@ -109,7 +110,8 @@ def test_suite_lists_what_it_skipped_one_line_a_set_and_exits_0(tiny_ckpt, tmp_p
         'skipped, no data (README.md, Data, names where each set is published; python scripts/check_data.py '
         'checks a copy):',
         f'  Set5      x2 x3 x4: {load}/benchmark/Set5/LR_bicubic not found',
-        f'  Set14     x2 x3 x4 x6 x8: {load}/benchmark/Set14 not found',
+        f'  Set14     x2 x3 x4 x6 x8: {load}/benchmark/Set14/LR_bicubic not found, '
+        f"{load}/benchmark/Set14/HR holds 2 of Set14's 14 images",
         f'  B100      x2 x3 x4 x6 x8: {load}/benchmark/B100 not found',
         f'  Urban100  x2 x3 x4 x6 x8: {load}/benchmark/Urban100 not found',
         '']
@@ -124,10 +126,22 @@ def test_suite_lists_what_it_skipped_one_line_a_set_and_exits_0(tiny_ckpt, tmp_p
      'names where each set is published; python scripts/check_data.py checks a copy)'),
     (['--suite', 'div2k', '--model', '{ckpt}', '--load-dir', '{tmp}'],
      'suite div2k: no data found under {tmp} for DIV2K (they are not shipped with the code: README.md, Data, names'),
+    (['--config', 'configs/test/test-set5-6.yaml', '--model', 'missing.pth', '--load-dir', '{tmp}/one'],  # data first
+     "{tmp}/one/benchmark/Set5/HR: holds 1 of Set5's 5 images, an incomplete copy (README.md, Data"),
+    (['--suite', 'benchmark', '--model', '{ckpt}', '--load-dir', '{tmp}/one'],
+     "suite benchmark: no complete data set under {tmp}/one ({tmp}/one/benchmark/Set5/HR holds 1 of Set5's 5 images"),
+    (['--config', 'configs/test/test-set5-6.yaml', '--model', '{ckpt}', '--cell-clip', '-1'],
+     "argument --cell-clip: '-1': expected a number >= 1"),
+    (['--config', 'configs/test/test-set5-6.yaml', '--model', '{ckpt}', '--load-dir', '{tmp}/all', '--cmsr'],
+     '--cmsr: {ckpt} holds a LIIF model, which has no CMSR (LM-LIIF and LM-LTE models have it)'),
 ])
 def test_bad_input_is_one_line_and_exit_2(tiny_ckpt, tmp_path, args, expected):
     args = [a.format(ckpt=tiny_ckpt, tmp=tmp_path) for a in args]
-    expected = expected.format(tmp=tmp_path)
+    expected = expected.format(tmp=tmp_path, ckpt=tiny_ckpt)
+    for folder, count in (('one', 1), ('all', 5)):  # a Set5 with 1 of its images, and one with all (tiny)
+        (tmp_path / folder / 'benchmark' / 'Set5' / 'HR').mkdir(parents=True)
+        for i in range(count):
+            Image.new('RGB', (24, 24)).save(tmp_path / folder / 'benchmark' / 'Set5' / 'HR' / f'{i}.png')
     proc = run_main(TEST_CLI, *args, '--device', 'cpu')
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -136,7 +150,8 @@ def test_bad_input_is_one_line_and_exit_2(tiny_ckpt, tmp_path, args, expected):
 
 def test_a_bad_config_is_one_line_from_the_real_script(tmp_path):
     proc = run_test('--config', 'configs/test/nope.yaml', '--model', 'missing.pth')
-    assert proc.returncode == 2 and proc.stderr.strip() == 'test.py: error: missing.pth: no such checkpoint file'
+    assert proc.returncode == 2 and proc.stderr.strip() == \
+        f"test.py: error: {os.path.join(REPO, 'configs', 'test', 'nope.yaml')}: no such config file"
 
 
 def test_every_official_test_config_exists_with_the_official_protocol():

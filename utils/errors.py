@@ -1,4 +1,6 @@
 """The project's user-facing errors and the one-line messages the command-line tools print."""
+import argparse
+import math
 import sys
 
 
@@ -35,3 +37,24 @@ def exit_on_user_error(prog, work, *args):
     except UserError as e:
         print(f"{prog}: error: {message(e)}", file=sys.stderr)
         sys.exit(2)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are the CLIs' one line, `prog: error: <message>`, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+def number_arg(minimum, strict=False, kind=float):
+    """An argparse type: a finite number (`kind` float or int) >= minimum (> with `strict`)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (value > minimum if strict else value >= minimum)):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a {'whole ' if kind is int else ''}number "
+                                             f"{'>' if strict else '>='} {minimum:g}")
+        return value
+    return parse

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from . import dist, rng
 from .device import autocast
+from .config import ConfigError
 from .errors import UserError
 
 
@@ -112,12 +113,19 @@ def check_finite(losses, iteration, epoch, save_path, info):
     return values
 
 
-def restore_rng(states, info, log):
+def restore_rng(states, info):
+    """Set this process's random states from a checkpoint's; the line to log when they cannot be."""
     if len(states) == info.world_size:
-        rng.set_state(states[info.rank])
-    else:
-        log.log(f"checkpoint has random states of {len(states)} processes, this run has {info.world_size}: "
-                f"processes are seeded afresh (the run goes on, but not bit for bit as before)")
+        return rng.set_state(states[info.rank])
+    return (f"checkpoint has random states of {len(states)} processes, this run has {info.world_size}: "
+            f"processes are seeded afresh (the run goes on, but not bit for bit as before)")
+
+
+def check_count(value, key, what='a positive whole number'):
+    """`value`, a config value that must be a positive int (a ConfigError naming `key` otherwise)."""
+    if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        raise ConfigError(f"{key} {value!r}: expected {what}")
+    return value
 
 
 def train_step(model, optimizer, batch, norm, precision, speed, grad_clip=None):
