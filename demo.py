@@ -92,13 +92,9 @@ def build_parser():
 
 def output_size(in_size, scale, resolution, path):
     """(H, W) for an input of in_size = (h, w), checked against the limits."""
-    if resolution is not None:
-        H, W = resolution
-        what = f"--resolution {H},{W}"
-    else:
-        (h, w), (sy, sx) = in_size, scale
-        H, W = math.floor(h * sy + 0.5), math.floor(w * sx + 0.5)
-        what = f"--scale {sy:g}" + (f",{sx:g}" if sx != sy else '')
+    (h, w), (sy, sx) = in_size, scale or (0, 0)
+    H, W = resolution or (math.floor(h * sy + 0.5), math.floor(w * sx + 0.5))
+    what = f"--resolution {size_tag(scale, resolution)}" if resolution else f"--scale {size_tag(scale, None)[1:]}"
     if H < 1 or W < 1:
         raise UserError(f"{what}: output for {path} ({in_size[1]}x{in_size[0]} px) would be {W}x{H} px (empty)")
     if max(H, W) > MAX_SIDE or H * W > MAX_PIXELS:

@@ -119,11 +119,9 @@ def plan_suite(suite, load_dir):
         else:
             todo.append((name, scale, path))
     if not todo:
-        sets = ', '.join(dict.fromkeys(name for name, _, _ in skipped))
-        partial = [why for *_, why in skipped if not why.endswith(' not found')]
-        raise TestError(f"suite {suite}: no complete data set under {load_dir} ({partial[0]}; {catalog.WHERE})" if partial
-                        else f"suite {suite}: no data found under {load_dir} for {sets} "
-                             f"(they are not shipped with the code: {catalog.WHERE})")
+        sets, partial = ', '.join(dict.fromkeys(name for name, *_ in skipped)), [w for *_, w in skipped if 'holds' in w]
+        raise TestError(f"suite {suite}: no complete data under {load_dir} for {sets} ({''.join(partial[:1])}"
+                        f"{'; ' if partial else ''}they are not shipped with the code: {catalog.WHERE})")
     return todo, skipped
 
 

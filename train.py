@@ -200,26 +200,21 @@ def train_epoch(run, epoch):
 
 
 def whole_image_psnr(run, dataset, eval_type, model=None):
-    """Mean PSNR over `dataset`'s whole images (every process scores its share): of the model's
-    SR, or without a model of torch's bicubic upscaling (the baseline a model must beat)."""
+    """Mean PSNR of `model`'s SR of `dataset`'s whole images (each process scores its share), or
+    without a model of torch's bicubic upscaling, the baseline a model must beat."""
     shave, y_channel = parse_eval_type(eval_type)
-    psnrs = []
-    for lr, hr in map(dataset.pair, range(run.info.rank, len(dataset), run.info.world_size)):
-        if model is None:
-            bicubic = F.interpolate(lr[None], hr.shape[-2:], mode='bicubic', align_corners=False)[0].clamp(0, 1)
-            psnrs.append(psnr(bicubic, hr, shave=shave, y_channel=y_channel))
-        else:
-            psnrs.append(score_image(model, lr, hr, eval_type, run.norm, run.device, run.precision,
-                                     chunk=run.eval_bsize)[0]['psnr'])
+    psnrs = [score_image(model, lr, hr, eval_type, run.norm, run.device, run.precision, chunk=run.eval_bsize)[0]['psnr']
+             if model is not None else psnr(F.interpolate(lr[None], hr.shape[-2:], mode='bicubic', align_corners=False)
+                                            [0].clamp(0, 1), hr, shave=shave, y_channel=y_channel)
+             for lr, hr in map(dataset.pair, range(run.info.rank, len(dataset), run.info.world_size))]
     total, count = dist.all_sum([sum(psnrs), len(psnrs)], run.info)
     return total / count
 
 
 def validate(run, epoch):
-    """{'val/psnr': ..., 'val/full_psnr': ...} for what the config validates on (the sums shared by
-    the processes), and the log line's text. val_dataset: PSNR on sampled query pixels (the official
-    validation), or on whole images with eval_type; val_full: whole images, watched only. Whole
-    images are shown beside their bicubic PSNR."""
+    """({'val/psnr': ..., 'val/full_psnr': ...}, the log line's text) for what the config validates
+    on. val_dataset: PSNR on sampled query pixels (the official validation), or on whole images with
+    eval_type; val_full: whole images, watched only. Whole images are logged beside bicubic."""
     eval_model = run.ema.model if run.ema is not None else run.model
     scores, text = {}, ''
     if run.val_loader and run.eval_type is None:

@@ -1,11 +1,8 @@
 """LR synthesis, augmentation and query sampling on the training device, batched.
 
-With `lr_on_device`, `sr-implicit-downsampled` (with inp_size) serves only what needs the CPU:
-the uint8 HR crop (padded to the largest crop size) and the random draws of the sample (crop
-size, flips, sampled pixel indices), drawn from the same per-sample generator in the same order
-as the CPU path. `finish_batch` then makes the LR (`datasets.pil_resize`, Pillow's bicubic bit for
-bit), applies the flips and gathers the sampled pixels, coordinates and cells on the device, so
-the batch equals the one the CPU path would have made (a test compares them)."""
+With `lr_on_device` the wrapper serves the uint8 HR crop (padded) and the sample's random draws, in
+the CPU path's order; `finish_batch` makes the LR (Pillow's bicubic bit for bit), flips and gathers
+the sampled pixels on the device: the batch equals the CPU path's (a test compares them)."""
 import functools
 
 import torch

@@ -1,13 +1,9 @@
 """Folders of images. Items are RGB uint8 arrays (H, W, 3): wrappers crop first and convert only
 the crop to float, so a 2K image is never turned into floats whole for a 48x48 patch.
 
-cache (official names kept):
-- 'none': decode the file on every access;
-- 'in_memory': decode everything once at start, keep the uint8 arrays;
-- 'decoded' (official alias 'bin'): decode each image once into `_cache_<folder>/<file>.npy`
-  beside the folder, then memory-map it; a crop reads only the rows it needs. Files are
-  rewritten when the image is newer than its cache file.
-Grayscale images become RGB, alpha is dropped, EXIF orientation is applied.
+cache: 'none' (decode on every access), 'in_memory' (decode all once), 'decoded' (official alias
+'bin': each image once into `_cache_<folder>/<file>.npy` beside the folder, memory-mapped, rewritten
+when the image is newer). Grayscale becomes RGB, alpha is dropped, EXIF orientation is applied.
 """
 import json
 import os

@@ -6,7 +6,7 @@ import os
 import numpy as np
 from torch.utils.data import DataLoader, Sampler
 
-from utils.config import ConfigError, get_key
+from utils.config import ConfigError, get_key, is_whole
 from utils.errors import first_line
 from .datasets import ArgError, DataError, make
 
@@ -37,10 +37,8 @@ def build(spec, key, part, args):
 
 
 def use_lr_on_device(choice, dataset, device):
-    """Whether the training batches are finished on the device (`datasets.device_synthesis`).
-
-    choice (config `lr_on_device`): 'auto' (on when training on a GPU and the wrapper can serve
-    HR crops only), true, or false. Switches the wrapper to HR-only items when on."""
+    """Whether training batches are finished on the device (`device_synthesis`), for config `lr_on_device`:
+    'auto' (on a GPU, when the wrapper can serve HR crops only), true or false; switches the wrapper."""
     supported = getattr(dataset, 'supports_hr_only', lambda: False)()
     if choice not in ('auto', True, False):
         raise ConfigError(f"lr_on_device {choice!r}: expected auto, true or false")
@@ -53,12 +51,9 @@ def use_lr_on_device(choice, dataset, device):
 
 
 class EpochSampler(Sampler):
-    """Yields (epoch, index) pairs: a permutation of the data set seeded by (seed, epoch) (or the
-    plain order), the same in every process, of which process r takes elements r, r + W, ...
-
-    With `pad`, the permutation is extended from its start so every process gets the same number
-    of samples (training: DDP needs equal steps); the SR wrappers seed each sample by (epoch,
-    index), so workers can stay alive across epochs."""
+    """(epoch, index) pairs: a permutation seeded by (seed, epoch), or the plain order, of which process
+    r takes elements r, r + W, ...; with `pad` extended from its start so that every process gets as
+    many (DDP needs equal steps). Samples are seeded by (epoch, index): workers live across epochs."""
 
     def __init__(self, n, info, seed, shuffle, pad):
         self.n, self.info, self.seed, self.shuffle, self.pad = n, info, seed, shuffle, pad
@@ -86,7 +81,7 @@ class EpochSampler(Sampler):
 def make_loader(dataset, cfg, key, info, seed, shuffle, num_workers=None):
     """A DataLoader over this process's share of config entry `key`; its batch_size is the global batch."""
     batch = cfg[key].get('batch_size', 1)
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+    if not is_whole(batch):
         raise ConfigError(f"{key}.batch_size {batch!r}: expected a positive whole number")
     if batch % info.world_size:
         raise ConfigError(f"{key}.batch_size {batch} cannot be split evenly across {info.world_size} processes")

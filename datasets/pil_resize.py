@@ -1,12 +1,8 @@
 """Pillow's bicubic `Image.resize` of uint8 images, reproduced bit for bit in torch.
 
-The training pipeline makes its LR inputs on the CPU with
-`Image.fromarray(hr).resize((w, h), Image.BICUBIC)` (datasets/wrappers.py, `resize_bicubic`).
-To synthesise LR images on the training device instead (batched, on the GPU) without changing
-what the model sees, the device path must give the very same uint8 pixels as the CPU path.
-This module does, for any number of channels (each resized on its own, as Pillow does for
-RGB), on any device, with integer arithmetic only: `pil_bicubic` for a batch of equal-size
-images, `pil_bicubic_batch` for a padded batch of crops of different sizes.
+So that LR inputs made on the training device (batched) equal the CPU path's (wrappers.py,
+`resize_bicubic`) pixel for pixel, for any channels and device, in integer arithmetic:
+`pil_bicubic` for equal-size images, `pil_bicubic_batch` for a padded batch of crops.
 
 Pillow's algorithm for 8-bit images (its ImagingResample; every point below was checked
 against the installed Pillow 13.0.0, see tests/test_pil_resize.py):
@@ -30,11 +26,9 @@ against the installed Pillow 13.0.0, see tests/test_pil_resize.py):
   such a pass may instead run with identity taps (weight 2**22 on the pixel itself), which is
   exact: (p * 2**22 + 2**21) >> 22 == p.
 
-Weights are computed in numpy float64 following Pillow's formulas; within 1..399 x 1..399
-(in, out) pairs the fixed-point tables do not even depend on rounding details such as the
-summation order or dividing vs multiplying by the reciprocal. The pixel arithmetic is exact
-integer arithmetic (int32 when the table proves no partial sum can overflow it, else int64),
-so the device and the summation order do not matter.
+Weights are numpy float64 by Pillow's formulas (for 1..399 x 1..399 (in, out) the fixed-point tables
+do not depend on summation order or reciprocals); the pixel arithmetic is exact integer arithmetic
+(int32 when no partial sum can overflow it, else int64), so device and order do not matter.
 """
 import functools
 

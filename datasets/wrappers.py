@@ -1,15 +1,7 @@
-"""SR wrappers: turn images into LIIF training / evaluation samples with the official semantics.
-
-A sample is {'inp': LR (3, h, w), 'coord': (Q, 2), 'cell': (Q, 2), 'gt': (Q, 3)}, floats, colours
-in [0, 1], coordinates of HR pixel centres in [-1, 1] (row, col), cell = (2/H_hr, 2/W_hr); Q is
-`sample_q` pixels drawn without replacement, or all H_hr * W_hr pixels. `pair(idx)` gives the
-(LR, HR) images (3, h, w), (3, H, W) before pixel sampling, for whole-image evaluation.
-
-Randomness (scale, crop position, flips, sampled pixels) comes from a generator seeded by
-(seed, epoch, idx): a sample depends only on those, not on worker processes, ranks or how many
-samples came before, which is what makes distributed training equal to one process and a
-resumed run equal to an uninterrupted one. Indexing with (epoch, idx) picks the epoch (the
-training sampler does this); a plain idx uses epoch 0, so validation samples never change.
+"""SR wrappers: images to LIIF samples {'inp': LR (3, h, w), 'coord', 'cell': (Q, 2), 'gt': (Q, 3)} with
+the official semantics (Q: `sample_q` HR pixels without replacement, or all); `pair(idx)` gives the
+whole (LR, HR) images. Randomness is seeded by (seed, epoch, idx) only, not by workers, ranks or
+order (so DDP equals one process, a resumed run an uninterrupted one); a plain idx is epoch 0.
 """
 import math
 
@@ -18,7 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from utils.config import is_number
+from utils.config import is_number, is_whole
 from utils.coords import to_pixel_samples
 from .datasets import ArgError, DataError, register
 
@@ -34,23 +26,19 @@ def to_tensor(img):
     return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div_(255)  # a writable copy
 
 
-def whole(value, least=1):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= least
-
-
 # the wrappers' arguments by meaning (a name means the same in every wrapper), checked when a
 # wrapper is made, so that a bad config value fails before training starts, naming its key
 ARGS = {
-    'inp_size': (lambda v: v is None or whole(v), 'a positive whole number of LR pixels, or null (whole images)'),
-    'sample_q': (lambda v: v is None or whole(v), 'a positive whole number of query pixels, or null (all of them)'),
+    'inp_size': (lambda v: v is None or is_whole(v), 'a positive whole number of LR pixels, or null (whole images)'),
+    'sample_q': (lambda v: v is None or is_whole(v), 'a positive whole number of query pixels, or null (all of them)'),
     'augment': (lambda v: isinstance(v, bool), 'true or false'),
     'fit_scale': (lambda v: isinstance(v, bool), 'true or false'),
-    'seed': (lambda v: whole(v, 0), 'a whole number >= 0'),
+    'seed': (lambda v: is_whole(v, 0), 'a whole number >= 0'),
     'scale_min': (lambda v: is_number(v) and v >= 1, 'a number >= 1 (the HR side over the LR side)'),
     'scale_max': (lambda v: v is None or is_number(v), 'a number >= scale_min, or null (scale_min)'),
-    'size_min': (lambda v: whole(v), 'a positive whole number of pixels'),
-    'size_max': (lambda v: v is None or whole(v), 'a positive whole number of pixels, or null (size_min)'),
-    'gt_resize': (lambda v: v is None or whole(v), 'a positive whole number of pixels, or null'),
+    'size_min': (lambda v: is_whole(v), 'a positive whole number of pixels'),
+    'size_max': (lambda v: v is None or is_whole(v), 'a positive whole number of pixels, or null (size_min)'),
+    'gt_resize': (lambda v: v is None or is_whole(v), 'a positive whole number of pixels, or null'),
 }
 
 

@@ -1,8 +1,5 @@
-"""Checkpoints in the official LIIF format: {'model': {'name', 'args', 'sd'}, 'optimizer': {...}, 'epoch': n}.
-
-Reading uses `torch.load(weights_only=True)` only; writing goes to a temporary file that is
-renamed into place, so an interrupted save never leaves a half-written checkpoint.
-"""
+"""Checkpoints in the official LIIF format, {'model': {'name', 'args', 'sd'}, 'optimizer': {...}, 'epoch': n}:
+read with `torch.load(weights_only=True)` only, written atomically."""
 import inspect
 import os
 import pickle
@@ -122,11 +119,9 @@ OFFICIAL_DATA_NORM = (0.5, 0.5)  # what the official checkpoints were trained wi
 
 
 def load_model(path, device='cpu', ema=True, with_data_norm=False):
-    """The model stored in the checkpoint at `path`, in eval mode, on `device`; with `ema`, the
-    averaged weights when the training run kept an EMA of them (train.py's `ema` option). With
-    `with_data_norm`: (model, (sub, div)), the normalisation it was trained with as train.py
-    records it, or (model, None) for checkpoints that do not record it (the official ones, trained
-    with OFFICIAL_DATA_NORM)."""
+    """The model of the checkpoint at `path`, in eval mode, on `device` (with `ema`: the run's averaged
+    weights, when it kept them); with `with_data_norm`, (model, (sub, div) it was trained with, or
+    None for checkpoints that do not record it: the official ones, trained with OFFICIAL_DATA_NORM)."""
     ckpt = load_checkpoint(path)
     spec = ckpt['model']
     if ema and isinstance(ckpt.get('ema'), dict) and 'sd' in ckpt['ema']:

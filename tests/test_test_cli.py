@@ -125,11 +125,12 @@ def test_suite_lists_what_it_skipped_one_line_a_set_and_exits_0(tiny_ckpt, tmp_p
      '{tmp}/benchmark/Set5/LR_bicubic/X4: no such image folder (Set5 is not shipped with the code: README.md, Data, '
      'names where each set is published; python scripts/check_data.py checks a copy)'),
     (['--suite', 'div2k', '--model', '{ckpt}', '--load-dir', '{tmp}'],
-     'suite div2k: no data found under {tmp} for DIV2K (they are not shipped with the code: README.md, Data, names'),
+     'suite div2k: no complete data under {tmp} for DIV2K (they are not shipped with the code: README.md, Data, names'),
     (['--config', 'configs/test/test-set5-6.yaml', '--model', 'missing.pth', '--load-dir', '{tmp}/one'],  # data first
      "{tmp}/one/benchmark/Set5/HR: holds 1 of Set5's 5 images, an incomplete copy (README.md, Data"),
     (['--suite', 'benchmark', '--model', '{ckpt}', '--load-dir', '{tmp}/one'],
-     "suite benchmark: no complete data set under {tmp}/one ({tmp}/one/benchmark/Set5/HR holds 1 of Set5's 5 images"),
+     "suite benchmark: no complete data under {tmp}/one for Set5, Set14, B100, Urban100 "
+     "({tmp}/one/benchmark/Set5/HR holds 1 of Set5's 5 images; they are not shipped"),
     (['--config', 'configs/test/test-set5-6.yaml', '--model', '{ckpt}', '--cell-clip', '-1'],
      "argument --cell-clip: '-1': expected a number >= 1"),
     (['--config', 'configs/test/test-set5-6.yaml', '--model', '{ckpt}', '--load-dir', '{tmp}/all', '--cmsr'],

@@ -1,8 +1,5 @@
-"""YAML configs: `yaml.safe_load`, `_base_:` inheritance and `--set a.b=value` overrides.
-
-A config may name one or more base files (paths relative to itself) under `_base_`; bases are
-merged in order, then the file itself on top (dicts merge key by key, anything else replaces).
-"""
+"""YAML configs: `yaml.safe_load`, `_base_:` inheritance (base files relative to the config, merged
+in order, then the file on top: dicts key by key, anything else replaced) and `--set a.b=value`."""
 import copy
 import math
 import os
@@ -93,6 +90,11 @@ def apply_override(cfg, item):
 def is_number(value):
     """A finite int or float from YAML (not a bool, which YAML also reads for yes/no)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_whole(value, least=1):
+    """An int (not a bool) >= least."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
 def get_key(cfg, dotted):

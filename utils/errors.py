@@ -5,17 +5,14 @@ import sys
 
 
 class UserError(Exception):
-    """Base of every error the user can fix (a config, file, key or value): its message is one
-    line that names the problem. Each CLI catches this class alone and prints
-    `<tool>: error: <message>` with exit code 2; anything else is a bug and shows a traceback."""
+    """Base of every error the user can fix (a config, file, key or value), with a one-line message
+    naming it, that the CLIs print as `<tool>: error: <message>` (exit code 2); others are bugs."""
 
 
 def first_line(err):
-    """'ErrorType: first line of its message' (just the type when there is no message).
-
-    An error raised in a DataLoader worker reaches the main process wrapped in a message that
-    starts 'Caught ... in DataLoader worker process' and carries the original traceback; its
-    last line, the original 'ErrorType: message', is the line that says what went wrong."""
+    """'ErrorType: first line of its message' (just the type when there is no message); for an error
+    a DataLoader worker re-raised ('Caught ... in DataLoader worker process' and a traceback), its
+    last line, the original 'ErrorType: message'."""
     text = str(err).strip().splitlines()
     if len(text) > 2 and text[0].startswith('Caught ') and text[1].startswith('Original Traceback'):
         name, _, msg = text[-1].strip().partition(': ')

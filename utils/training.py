@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from . import dist, rng
 from .device import autocast
-from .config import ConfigError
+from .config import ConfigError, is_whole
 from .errors import UserError
 
 
@@ -19,16 +19,13 @@ class RunError(UserError):
 
 
 def resume_point(save_path, resume):
-    """The checkpoint --resume continues from, or None: a run killed before its first checkpoint
-    (or never started) is started from the beginning, so that --resume after a kill at any
-    moment always continues or restarts the run."""
+    """The checkpoint --resume continues from, or None (a run stopped before its first one restarts)."""
     last = os.path.join(save_path, 'epoch-last.pth')
     return last if resume and os.path.isfile(last) else None
 
 
 def prepare_run_folder(save_path, resume, info):
-    """Check that a new run does not reuse a folder, then create it; returns the line to log when
-    --resume finds no checkpoint to continue from (None otherwise)."""
+    """Make the run folder (a new run never reuses one); the line to log when --resume has nothing to continue."""
     if os.path.exists(save_path) and not os.path.isdir(save_path):
         raise RunError(f"{save_path} exists and is not a folder (nothing was changed)")
     if not resume and os.path.exists(save_path) and os.listdir(save_path):
@@ -55,8 +52,7 @@ def parse_duration(text):
 
 
 class TimeLimit:
-    """--time-limit: stop at the end of an epoch when one more epoch, as long as the longest so
-    far, would end past the limit (counted from `start`). Every process takes the same decision."""
+    """--time-limit: stop when one more epoch, as long as the longest so far, would end past it (every process alike)."""
 
     def __init__(self, seconds, start, info):
         self.end = start + seconds if seconds else None
@@ -71,13 +67,11 @@ class TimeLimit:
 
 
 def check_freeze(freeze, trainable):
-    """Config `freeze: {MODULE: EPOCHS, ...}`: the parameters of that submodule (`encoder`, or a
-    dotted name) are not trained in epochs 1..EPOCHS (e.g. `{encoder: 10}` trains only the
-    decoder at first). `trainable`: the names of the model's trained parameters."""
+    """Config `freeze: {MODULE: EPOCHS, ...}` (that submodule, e.g. `encoder`, untrained in epochs 1..EPOCHS),
+    checked against `trainable`, the names of the parameters that train at all."""
     if freeze is None:
         return {}
-    if not (isinstance(freeze, dict) and all(isinstance(k, str) and k and isinstance(v, int) and not isinstance(v, bool)
-                                              and v >= 0 for k, v in freeze.items())):
+    if not (isinstance(freeze, dict) and all(isinstance(k, str) and k and is_whole(v, 0) for k, v in freeze.items())):
         raise RunError(f"freeze {freeze!r}: expected {{MODULE: EPOCHS, ...}}, e.g. {{encoder: 10}}")
     for module in freeze:
         if not any(name.startswith(module + '.') for name in trainable):
@@ -86,9 +80,8 @@ def check_freeze(freeze, trainable):
 
 
 def set_frozen(model, freeze, epoch, trainable):
-    """Freeze (requires_grad off) the parameters `freeze` holds at `epoch`, train the others of
-    `trainable` (the names that train at all: fixed ones, like EDSR's mean shifts, stay fixed);
-    True when that changed anything (a DDP wrapper must then be rebuilt)."""
+    """Train the parameters of `trainable` that `freeze` does not hold at `epoch` (fixed ones, like EDSR's
+    mean shifts, stay fixed); True when that changed anything (a DDP wrapper must then be rebuilt)."""
     frozen = tuple(module + '.' for module, epochs in freeze.items() if epoch <= epochs)
     changed = False
     for name, param in model.named_parameters():
@@ -123,7 +116,7 @@ def restore_rng(states, info):
 
 def check_count(value, key, what='a positive whole number'):
     """`value`, a config value that must be a positive int (a ConfigError naming `key` otherwise)."""
-    if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+    if not is_whole(value):
         raise ConfigError(f"{key} {value!r}: expected {what}")
     return value
 
