@@ -1,10 +1,12 @@
 """Every decoder family over the EDSR-baseline encoder, whole images through upscale(): LIIF, MetaSR,
-LTE, LM-LIIF and LM-LTE (each with and without CMSR), at x4 and x8 of a 180x320 input.
+LTE, CiaoSR, LM-LIIF, LM-LTE and LM-CiaoSR (the latent-modulated ones with and without CMSR), at
+x4 and x8 of a 180x320 input.
 
     python benchmarks/bench_families.py              # 180x320, x4 and x8, float32 and bf16 (long on a CPU)
     python benchmarks/bench_families.py --quick      # 45x80, float32, one run each (a smoke check)
     python benchmarks/bench_families.py --families liif lmliif --weights liif=save/pretrained/edsr-baseline-liif.pth \\
         --weights lmliif=save/pretrained/edsr-baseline-lmliif.pth --cmsr lmliif=save/pretrained/edsr-baseline-lmliif-cmsr.yaml
+    python benchmarks/bench_families.py --families ciaosr lmciaosr --size 45 80 --scales 8 --precisions fp32 --official
 
 Each case upscales the same random image (LMF's efficiency figure uses 320x180) with
 `models.upscale.upscale` as test.py and demo.py do (tile 256, the model's default chunk), in
@@ -14,6 +16,10 @@ are the official blocks of configs/models/edsr-baseline-<family>.yaml, with rand
 runs each latent-modulated model with the Scale2Mod table of --cmsr, or else a synthetic one
 (thresholds at the quartiles of this input's modulation strengths, levels 1, 2, 4, 6: with
 random weights a calibrated table sends every pixel to one level); CMSR applies beyond x4 only.
+`--official` adds, for CiaoSR and LM-CiaoSR, the official code's flow as a stand-in for it (the
+official code is not on these machines): the plain form (the official equations, grid_sample
+and per-neighbour MLP calls) through the official forward over the whole output grid, in chunks
+of 30000 queries for CiaoSR (its test bsize) and LMF's default 1280x720 for LM-CiaoSR.
 Decoder multiply-adds per output pixel are counted by torch's FlopCounterMode on the form that
 runs (everything but the encoder, per output pixel, on a 45x80 input). Times are medians of
 --repeats runs after a warm-up. Figures are measurements, not tests: nothing passes or fails.
@@ -32,11 +38,14 @@ import models  # noqa: E402
 from models import cmsr, scale2mod  # noqa: E402
 from models.checkpoint import load_model  # noqa: E402
 from models.upscale import upscale  # noqa: E402
+from utils.coords import make_coord  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.device import autocast  # noqa: E402
 
-FAMILIES = ['liif', 'metasr', 'lte', 'lmliif', 'lmlte']
-NAMES = {'liif': 'LIIF', 'metasr': 'MetaSR', 'lte': 'LTE', 'lmliif': 'LM-LIIF', 'lmlte': 'LM-LTE'}
+FAMILIES = ['liif', 'metasr', 'lte', 'ciaosr', 'lmliif', 'lmlte', 'lmciaosr']
+NAMES = {'liif': 'LIIF', 'metasr': 'MetaSR', 'lte': 'LTE', 'ciaosr': 'CiaoSR', 'lmliif': 'LM-LIIF', 'lmlte': 'LM-LTE',
+         'lmciaosr': 'LM-CiaoSR'}
+OFFICIAL_BSIZE = {'ciaosr': 30000, 'lmciaosr': 1280 * 720}  # the official test bsize, LMF's default
 CPU = torch.device('cpu')
 
 
@@ -66,18 +75,38 @@ def decoder_macs(model, inp, scale):
             fn()
         return counter.get_total_flops() / 2
     size = (inp.shape[-2] * scale, inp.shape[-1] * scale)
-    whole = total(lambda: upscale(model, inp, size))
+    whole = total(lambda: run(model, inp, size))
     encoder = total(lambda: model.encoder(((inp - 0.5) / 0.5).unsqueeze(0)))
     return (whole - encoder) / (size[0] * size[1])
 
 
+class OfficialFlow:
+    """The official code's flow, as a stand-in for it: the plain form through the official forward
+    over the whole output grid in chunks of `bsize` (normalised (x - 0.5) / 0.5, as officially)."""
+
+    def __init__(self, model, bsize):
+        self.model, self.bsize = copy.deepcopy(model), bsize
+        self.model.decoder = 'plain'
+        self.cmsr, self.encoder, self.parameters = None, self.model.encoder, self.model.parameters
+
+    def __call__(self, inp, size):
+        coord = make_coord(size).unsqueeze(0)
+        cell = torch.tensor([2 / size[0], 2 / size[1]]).expand_as(coord)
+        pred = self.model(((inp - 0.5) / 0.5).unsqueeze(0), coord, cell, bsize=self.bsize)
+        return (pred[0] * 0.5 + 0.5).clamp(0, 1).t().reshape(3, *size)
+
+
+def run(model, inp, size):
+    return model(inp, size) if isinstance(model, OfficialFlow) else upscale(model, inp, size)
+
+
 def timed(model, inp, size, precision, repeats):
-    """(median seconds, output) of upscale() in `precision`."""
+    """(median seconds, output) of upscale() (or the official flow) in `precision`."""
     times = []
     for _ in range(repeats):
         with torch.no_grad(), autocast(CPU, precision):
             t0 = time.perf_counter()
-            out = upscale(model, inp, size)
+            out = run(model, inp, size)
             times.append(time.perf_counter() - t0)
     return statistics.median(times), out
 
@@ -107,6 +136,8 @@ def main():
     p.add_argument('--weights', action='append', default=[], metavar='FAMILY=CKPT', help='a checkpoint for a family')
     p.add_argument('--cmsr', action='append', default=[], metavar='FAMILY=TABLE',
                    help='a Scale2Mod table for a latent-modulated family (default: a synthetic one)')
+    p.add_argument('--official', action='store_true',
+                   help='add the official flow (a stand-in for the official code) of CiaoSR and LM-CiaoSR')
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print_device(torch.get_num_threads())
@@ -120,8 +151,11 @@ def main():
     cases = []  # (name, model, note)
     for family in args.families:
         model, source = family_model(family, weights)
+        if args.official and family in OFFICIAL_BSIZE:
+            cases.append((f'{NAMES[family]} (off.)', OfficialFlow(model, OFFICIAL_BSIZE[family]),
+                          f'the official flow, plain form, bsize {OFFICIAL_BSIZE[family]}'))
         cases.append((NAMES[family], model, source))
-        if model.supports_cmsr:
+        if model.supports_cmsr and not args.official:
             with_cmsr = copy.deepcopy(model)
             table = scale2mod.load(tables[family]) if family in tables else synthetic_table(model, inp, max(args.scales))
             cmsr.attach(with_cmsr, table, 'bench')
@@ -132,7 +166,7 @@ def main():
         print(f'model  : {name}: {sum(p.numel() for p in model.parameters()):,} parameters, {source}')
         for precision in precisions:  # warm-up: threads, allocator, and each model's code paths
             with torch.no_grad(), autocast(CPU, precision):
-                upscale(model, small[:, :16, :16], (16 * max(args.scales), 16 * max(args.scales)))
+                run(model, small[:, :16, :16], (16 * max(args.scales), 16 * max(args.scales)))
 
     results = {}
     baseline = cases[0][0]
@@ -160,13 +194,15 @@ def main():
                 ratio = results[(baseline, scale, precision)][0] / seconds
                 print(f'{name:16} {"x" + str(scale):>5} {precision:9} {fmt_s(seconds):>11} {ratio:9.1f}x '
                       f'{macs[name]:16,.0f}  {note}', flush=True)
-    for a, b, target in [('LTE', 'LM-LTE', 10), ('LIIF', 'LM-LIIF + CMSR', 20)]:
+    # the issues' targets, x8 float32, each for its input size
+    for a, b, target, size in [('LTE', 'LM-LTE', 10, (180, 320)), ('LIIF', 'LM-LIIF + CMSR', 20, (180, 320)),
+                               ('CiaoSR (off.)', 'LM-CiaoSR', 57, (45, 80)), ('CiaoSR (off.)', 'CiaoSR', 2, (45, 80)),
+                               ('LM-CiaoSR (off.)', 'LM-CiaoSR', 1.7, (45, 80))]:
         key_a, key_b = (a, 8, 'fp32'), (b, 8, 'fp32')
         if key_a in results and key_b in results:
             ratio = results[key_a][0] / results[key_b][0]
-            print(f'{b} x8 float32 against {a}: {ratio:.1f}x (target >= {target}x)'
-                  + (' (--quick: the target is for the 180x320 input)' if args.quick else ''))
-
+            print(f'{b} x8 float32 against {a}: {ratio:.1f}x (target >= {target}x'
+                  + (f', for a {size[0]}x{size[1]} input)' if size != (h, w) else ')'))
 
 if __name__ == '__main__':
     main()

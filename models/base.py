@@ -1,31 +1,22 @@
 """The model contract: what an encoder declares, what a decoder family provides, and what the
-rest of the project (models/upscale.py, test.py, demo.py, train.py) may rely on.
+rest of the project (upscale.py, test.py, demo.py, train.py) may rely on; README.md, Layout, says
+it with examples.
 
-Encoders (edsr.py, rdn.py, rcan.py, swinir.py) set three attributes:
-  out_dim           feature channels;
-  receptive_radius  input pixels on each side that one output feature can depend on, for crops
-                    laid as below; None: the encoder must see the whole image (RCAN's channel
-                    attention pools over all of it);
-  window            crops start at multiples of this in the full image (1 for convolutional
-                    encoders; the attention window for SwinIR, whose windows are laid from the
-                    crop's corner and which pads its input to a multiple of it).
-Whole-image inference (models/upscale.py) reads them to encode an image in tiles whose output
-equals the untiled one, and pads inputs for window encoders as their official evaluation does.
+Encoders set `out_dim` (feature channels), `receptive_radius` (input pixels on each side one
+output feature can depend on, for crops laid as below; None: the whole image, as RCAN's channel
+attention) and `window` (crops start at multiples of it: 1 for convolutions, SwinIR's attention
+window). models/upscale.py reads them to encode in tiles whose output equals the untiled one.
 
-A decoder family is one file with a subclass of `LocalImplicitSR`, registered by name. It
-provides the paper's equations and a fast form of the same function:
-  make_tables()     per-LR-pixel tables the fast form gathers from, made once per encoding;
-  query_rgb_plain   the equations as written (unfold, grid_sample, one MLP call per local-
-                    ensemble member): the test oracle, on whole feature maps;
-  fast_query        the fast form for queries in the full image's frame, given the tables and
-                    the `Crop` of the full LR grid that the features cover (tiles);
-and may set `adds_lr_skip` (the bilinear LR input is added to the output, as LTE's) and override
-`query_grid` (decode rows x columns of an output grid directly), `reach` (LR pixels beyond a
-query's nearest one that it reads), `receptive_radius` (None where the decoder's own feature
-stage sees the whole map) and `decodes_whole` (the output must be decoded in one piece, e.g.
-CMSR). Everything else (encode once, the official `forward(inp, coord, cell, bsize)`, query
-chunks, compile, the plain/fast switch) is here, so that the CLIs talk to this contract and never
-to a family's internals. The latent-modulated families extend it in models/modulated.py.
+A decoder family subclasses `LocalImplicitSR` in one registered file and writes the paper's
+equations (`query_rgb_plain`: unfold, grid_sample, one MLP call per local-ensemble member; the
+test oracle, on whole feature maps) and a fast form of the same function (`make_tables`:
+per-LR-pixel tables made once per encoding; `fast_query`: integer gathers from them, for queries
+in the full image's frame and features at a `Crop` of the full LR grid). It may set
+`adds_lr_skip` and override `query_grid` (an output grid decoded directly), `reach` (LR pixels
+beyond a query's nearest it reads), `receptive_radius` (None where its own feature stage sees the
+whole map) and `decodes_whole` (one piece, as CMSR). The base owns the rest: encode once, the
+official `forward(inp, coord, cell, bsize)`, chunks, the tables' cache, compile, the plain/fast
+switch. Latent-modulated families extend it in models/modulated.py.
 """
 import math
 from collections import namedtuple

@@ -7,7 +7,7 @@ Parameter names follow the official LIIF code so its checkpoints load strictly:
 """
 import torch.nn as nn
 
-from .layers import MeanShift, Upsampler, conv, conv_radius
+from .layers import ResidualTrunk, conv, conv_radius
 from .models import register
 
 
@@ -21,29 +21,13 @@ class ResBlock(nn.Module):
         return self.body(x).mul(self.res_scale) + x
 
 
-class EDSR(nn.Module):
-    def __init__(self, n_resblocks, n_feats, res_scale, scale, no_upsampling, rgb_range, n_colors=3):
-        super().__init__()
-        self.no_upsampling = no_upsampling
-        self.sub_mean = MeanShift(rgb_range, sign=-1)
-        self.add_mean = MeanShift(rgb_range, sign=1)
-        self.head = nn.Sequential(conv(n_colors, n_feats))
-        self.body = nn.Sequential(*[ResBlock(n_feats, res_scale) for _ in range(n_resblocks)],
-                                  conv(n_feats, n_feats))
-        if no_upsampling:
-            self.out_dim = n_feats
-        else:
-            self.out_dim = n_colors
-            self.tail = nn.Sequential(Upsampler(scale, n_feats), conv(n_feats, n_colors))
+class EDSR(ResidualTrunk):
+    def __init__(self, n_resblocks, n_feats, res_scale, scale, no_upsampling, rgb_range):
+        super().__init__([ResBlock(n_feats, res_scale) for _ in range(n_resblocks)], n_feats, scale, no_upsampling,
+                         rgb_range)
         # the encoder contract (models/base.py); an upsampling EDSR's features are not on the
         # input's grid, so it is encoded whole
         self.receptive_radius = conv_radius(self) if no_upsampling else None
-        self.window = 1
-
-    def forward(self, x):
-        x = self.head(x)
-        x = self.body(x) + x
-        return x if self.no_upsampling else self.tail(x)
 
 
 @register('edsr-baseline')

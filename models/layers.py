@@ -1,6 +1,7 @@
 """Layers that encoders share (one definition each): same-size convolutions and the receptive
-radius they add up to, EDSR's mean shift, RCAN's channel attention, and the window attention of
-Swin-style transformers (SwinIR; the next window encoder reuses it)."""
+radius they add up to, EDSR's mean shift, upsampler and residual trunk (RCAN's too), RCAN's
+channel attention, and the window attention of Swin-style transformers (SwinIR; the next window
+encoder reuses it)."""
 import math
 
 import torch
@@ -44,6 +45,28 @@ class Upsampler(nn.Sequential):
         else:
             raise ValueError(f"EDSR upsampler supports scale 2, 3, 4, 8...; got {scale}")
         super().__init__(*layers)
+
+
+class ResidualTrunk(nn.Module):
+    """EDSR's layout, which RCAN shares (official names): `head` conv, `body` (the blocks, then a
+    conv) with a skip over it, an upsampling `tail` unless no_upsampling, and the mean shifts."""
+
+    def __init__(self, blocks, n_feats, scale, no_upsampling, rgb_range, n_colors=3):
+        super().__init__()
+        self.no_upsampling = no_upsampling
+        self.sub_mean = MeanShift(rgb_range, sign=-1)
+        self.add_mean = MeanShift(rgb_range, sign=1)
+        self.head = nn.Sequential(conv(n_colors, n_feats))
+        self.body = nn.Sequential(*blocks, conv(n_feats, n_feats))
+        if not no_upsampling:
+            self.tail = nn.Sequential(Upsampler(scale, n_feats), conv(n_feats, n_colors))
+        self.out_dim = n_feats if no_upsampling else n_colors
+        self.window = 1  # the encoder contract (models/base.py)
+
+    def forward(self, x):
+        x = self.head(x)
+        x = self.body(x) + x
+        return x if self.no_upsampling else self.tail(x)
 
 
 class ChannelAttention(nn.Module):

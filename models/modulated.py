@@ -1,33 +1,21 @@
-"""The latent-modulated decoders of LMF (He and Jin, "Latent Modulated Function for
-Computational Optimal Continuous Image Representation", CVPR 2024): what LM-LIIF (lmliif.py),
-LM-LTE (lmlte.py) and LM-CiaoSR (lmciaosr.py) add to the model contract (models/base.py).
+"""The latent-modulated decoders of LMF (He and Jin, CVPR 2024): what LM-LIIF, LM-LTE and
+LM-CiaoSR add to the model contract (models/base.py).
 
 A hypernetwork runs once per LR pixel p and returns, in the official layout,
-    M_p = [scales s_0..s_{L-1} | shifts t_0..t_{L-1} | the family's render inputs]
-(`mod_dim` = 2 L hd values, then e.g. LM-LIIF's latent z or LM-LTE's coef and freq). A query
-at x, for each local-ensemble member (the LR pixel p nearest to x nudged half a pixel
-diagonally), runs the render MLP (models/lmmlp.py) on the family's first layer of
-(M_p, x - centre_p, cell), every hidden layer l scaled by 1 + s_l and shifted by t_l; the
-members are blended by area, as in LIIF.
+    M_p = [scales s_0..s_{L-1} | shifts t_0..t_{L-1} | the family's render inputs];
+a query x runs, for each local-ensemble member p, the render MLP (models/lmmlp.py) on the
+family's first layer of (M_p, x - centre_p, cell), hidden layer l scaled by 1 + s_l and shifted
+by t_l; the members are blended by area, as in LIIF.
 
-The fast form tabulates per LR pixel what a query gathers (the render table):
-    [first-layer inputs | 1 + s_0..s_{L-1} | t'_0..t'_{L-1}],  t'_l = b_l (1 + s_l) + t_l
-(layer l's bias folded into its shift, so a query adds no biases), and a query gathers one
-row per member by integer indexing (no grid_sample). `render_grid` decodes rows x columns of
-an output grid without per-query gathers: output rows that a member reads from the same LR
-row (a run of about `scale` rows) share one gathered row of the table, broadcast over the
-run. With a 16-wide MLP, gathering the ~200 table values per query and member cost more than
-the MLP itself (measured in benchmarks/RESULTS.md).
-
-The hypernetwork sees the query cell (the "hypernet cell"). Cells are uniform per image in
-every official use, and the modulations are then made once per (features, cell) and cached.
-For non-uniform cells the official rule is kept: LR pixel p gets the cell of query p of the
-call (so a call needs at least h*w queries, and `forward` applies it to the whole call before
-chunking).
-
-CMSR (models/cmsr.py) is an object a model may carry (`model.cmsr`): in eval mode, beyond x4,
-`forward` and `query_grid` decode through it; it renders with `render_points`, `render_grid`
-and `shift_strength` (its `Renderable` protocol).
+The fast form tabulates per LR pixel [first-layer inputs | 1 + s_l | t'_l], t'_l = b_l (1 + s_l)
++ t_l (the biases folded into the shifts), gathered by integer index; `render_grid` decodes an
+output grid by runs of output rows that read the same LR row, sharing one gathered table row
+(with a 16-wide MLP the gathers, not the MLP, were the cost: benchmarks/RESULTS.md).
+The hypernetwork sees the query cell ("hypernet cell"): uniform per image in every official
+use, so the modulations are made once per (features, cell) and cached; non-uniform cells follow
+the official rule (LR pixel p gets the cell of query p: a call needs at least h*w queries).
+CMSR (models/cmsr.py), which a model may carry as `model.cmsr`, decodes `forward` and
+`query_grid` in eval mode beyond x4 through `render_points`, `render_grid` and `shift_strength`.
 """
 from collections import namedtuple
 from contextlib import contextmanager

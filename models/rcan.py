@@ -14,7 +14,7 @@ image whole (its memory then grows with the LR image: about 64 channels x h x w 
 """
 import torch.nn as nn
 
-from .layers import ChannelAttention, MeanShift, Upsampler, conv
+from .layers import ChannelAttention, ResidualTrunk, conv
 from .models import register
 
 
@@ -37,25 +37,11 @@ class ResidualGroup(nn.Module):
         return self.body(x) + x
 
 
-class RCAN(nn.Module):
-    def __init__(self, n_resgroups, n_resblocks, n_feats, reduction, scale, no_upsampling, rgb_range, n_colors=3):
-        super().__init__()
-        self.no_upsampling = no_upsampling
-        self.sub_mean = MeanShift(rgb_range, sign=-1)
-        self.add_mean = MeanShift(rgb_range, sign=1)
-        self.head = nn.Sequential(conv(n_colors, n_feats))
-        self.body = nn.Sequential(*[ResidualGroup(n_feats, reduction, n_resblocks) for _ in range(n_resgroups)],
-                                  conv(n_feats, n_feats))
-        if not no_upsampling:
-            self.tail = nn.Sequential(Upsampler(scale, n_feats), conv(n_feats, n_colors))
-        self.out_dim = n_feats if no_upsampling else n_colors
+class RCAN(ResidualTrunk):
+    def __init__(self, n_resgroups, n_resblocks, n_feats, reduction, scale, no_upsampling, rgb_range):
+        super().__init__([ResidualGroup(n_feats, reduction, n_resblocks) for _ in range(n_resgroups)], n_feats, scale,
+                         no_upsampling, rgb_range)
         self.receptive_radius = None  # the encoder contract (models/base.py): global channel attention
-        self.window = 1
-
-    def forward(self, x):
-        x = self.head(x)
-        x = self.body(x) + x
-        return x if self.no_upsampling else self.tail(x)
 
 
 @register('rcan')

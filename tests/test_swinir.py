@@ -9,8 +9,13 @@ import torch
 
 import models
 import models.swinir
+from models.checkpoint import save_checkpoint
 from models.swinir import shifted_window_mask, swinir_radius
+from models.upscale import upscale
+from PIL import Image
+from cli import load_script, run_main
 from shared import need, SHARED
+from tiny_models import spec
 
 REF = os.path.join(SHARED, 'reference', 'swinir')
 SMALL = {'embed_dim': 24, 'depths': [2, 1], 'num_heads': [2, 3]}  # the dump's encoder args
@@ -154,3 +159,21 @@ def test_drop_path_train_mode_only():
     assert torch.equal(evals[0], evals[1]) and torch.equal(evals[0], evals[2])
     assert torch.equal(plain_train, evals[2])        # no other randomness at the default drop rates
     assert (train - evals[0]).abs().max() > 1e-2     # DropPath acts in train mode
+
+
+@pytest.mark.parametrize('size', [(1, 1), (1, 6), (4, 4), (3, 5)])
+def test_images_under_half_a_window_upscale(size, tmp_path):
+    """The official padding mirrors an image once (2 n pixels), too few for a window of 8 when
+    n < 4, and its reflection padding then fails; upscale() mirrors again until the window fills."""
+    model = models.make(spec('liif', 'swinir')).eval()
+    model.encoder = gained_small_encoder(window_size=8)  # the official window
+    lr = torch.rand(3, *size, generator=torch.Generator().manual_seed(0))
+    out = upscale(model, lr, (size[0] * 4, size[1] * 4))
+    assert out.shape == (3, size[0] * 4, size[1] * 4) and torch.isfinite(out).all()
+    # and demo.py, end to end (the tiny SwinIR's window is 4)
+    save_checkpoint(str(tmp_path / 'swinir.pth'), spec('liif', 'swinir'), models.make(spec('liif', 'swinir')))
+    Image.fromarray((lr.permute(1, 2, 0).numpy() * 255).astype('uint8')).save(tmp_path / 'tiny.png')
+    proc = run_main(load_script('demo'), '--input', tmp_path / 'tiny.png', '--output', tmp_path / 'out.png',
+                    '--scale', '3', '--model', tmp_path / 'swinir.pth', '--device', 'cpu')
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(tmp_path / 'out.png').size == (size[1] * 3, size[0] * 3)
