@@ -1,31 +1,22 @@
-"""CMSR, controllable multi-scale rendering (LMF's `query_rgb_cmsr`), for the latent-modulated
-models (models/modulated.py), which carry it as `model.cmsr`.
+"""CMSR, controllable multi-scale rendering (LMF's `query_rgb_cmsr`), which a latent-modulated
+model (models/modulated.py) carries as `model.cmsr`. It changes, per LR pixel, the resolution at
+which the render MLP is queried, never the MLP: pixels whose modulations are weak (small mean
+|shift|, little detail) render at a low decode scale d and are bilinearly upsampled.
 
-CMSR never changes the render MLP; it changes the resolution at which the MLP is queried,
-per LR pixel. Pixels whose modulations are weak (little detail: small mean |shift|) are
-rendered at a low "decode scale" d and bilinearly upsampled; the rest at higher d.
-
-  S = sqrt(#queries / (h*w)), the target scale (the queries must be the full output grid).
-  Scale2Mod table (models/scale2mod.py, {target scale: {decode scale: threshold}}): the first
-  target key >= S, else the last. Its decode scales below S, with thresholds [0, values...];
-  if the last value is < 1, S itself is appended as the final level.
-  Level i at scale d renders on a grid of int(h*d) x int(w*d) points; a point belongs to the
-  level when the strength of its nearest LR pixel lies in the level's threshold band (first
-  level: <= T_1; last: >= T_i; else [T_i, T_i+1]). All levels' points are rendered in one call
-  with the modulations of the output's cell, each with cell (2/qh, 2/qw) * max(d/4, 1).
-  Merge: the canvas starts as the normalised LR input; for each level with points it is
-  bilinearly resampled (border padding) onto the level's grid and its points overwritten; the
-  last level's canvas is the output, bilinearly resampled to the queries if d < S (or if the
-  queries are not its grid: other scales per axis, which the official code does not handle).
-
-The level grids: the official code resizes the LR centre grid bilinearly (`official_grid`):
-pixel centres inside, but the outer ~d/2 rows and columns clamp to the LR border centres, so a
-band half an LR pixel wide along the bottom and right edges is rendered as flat blocks (the
-paper's shave hides it). By default the grids are the levels' own pixel centres, so an image
-whose pixels all go to the target scale equals the full render, borders included, and lower
-levels blend into the border as they do inside.
-CMSR needs the whole output grid at once, so models/upscale.py decodes an image whole (not in
-tiles) when it applies. Calibration (making the table): models/cmsr_calibration.py.
+  S = sqrt(#queries / (h*w)) (the queries: the full output grid). The Scale2Mod table
+  (scale2mod.py) of the first target key >= S (else the last) gives decode scales below S and
+  thresholds [0, values...], S itself appended when the last value is < 1. Level i renders the
+  points of an int(h d) x int(w d) grid whose nearest LR pixel's strength lies in its band
+  (first: <= T_1, last: >= T_i, else [T_i, T_i+1]), all levels in one call with the output's
+  modulations and cell (2/qh, 2/qw) * max(d / 4, 1). Merge: the canvas starts as the normalised
+  LR input; each level with points resamples it bilinearly (border) onto its grid and overwrites
+  its points; the last canvas is the output (resampled to the queries if d < S or if they are not
+  its grid, as with other scales per axis, which the official code does not handle).
+The level grids are the levels' pixel centres; the official code resizes the LR centre grid
+(`official_grid`), whose outer half LR pixel clamps to the border centres: a band of flat blocks
+along the edges that the paper's shave hides. With pixel centres, an image whose pixels all go
+to S equals the full render, borders included. CMSR needs the whole output grid, so
+models/upscale.py decodes such an image whole. Calibration: models/cmsr_calibration.py.
 """
 import math
 from typing import Protocol
@@ -41,18 +32,17 @@ DENSE = 0.3  # a level rendering this share of its grid or more decodes the whol
 
 
 class Renderable(Protocol):
-    """What CMSR (and its calibration) needs from a model, after `gen_feat` of one image."""
-    inp: torch.Tensor    # the normalised LR input (1, 3, h, w): the canvas CMSR starts from
-    feat: torch.Tensor   # the features (1, C, h, w)
-    cell_clip: float     # the largest training scale: cells are widened beyond it
+    """What CMSR and its calibration use of a model, after `gen_feat` of one image."""
+    inp: torch.Tensor  # the normalised LR input (1, 3, h, w), CMSR's first canvas
+    feat: torch.Tensor  # the features (1, C, h, w)
+    cell_clip: float  # the largest training scale: cells are widened beyond it
     cpu_chunk: int
     calibration_top: float  # calibration tries strengths 0 .. calibration_top
 
     def gen_feat(self, inp): ...
-    def shift_strength(self, hyper_cell): """Mean |shift modulation| per LR pixel (1, 1, h, w)."""
-    def render_points(self, coord, cell, hyper_cell, chunk=None):
-        """Queries (1, Q, 2) with cells (1, Q, 2) rendered with the modulations of `hyper_cell`."""
-    def render_grid(self, ys, xs, cell, hyper_cell, chunk=None): """The same for the grid ys x xs: (n, m, 3)."""
+    def shift_strength(self, hyper_cell): ...  # mean |shift modulation| per LR pixel (1, 1, h, w)
+    def render_points(self, coord, cell, hyper_cell, chunk=None): ...  # (1, Q, 2) -> (1, Q, 3)
+    def render_grid(self, ys, xs, cell, hyper_cell, chunk=None): ...  # -> (n, m, 3)
 
 
 def decode_levels(tables, scale):

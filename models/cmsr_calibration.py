@@ -1,7 +1,6 @@
 """CMSR calibration: the official LMF algorithm (init_cmsr.py with the models'
 update_scale2mean) that makes a Scale2Mod table for target scale S from LR images and a trained
-latent-modulated model, without ground truth (the reference is the model's own render at S);
-and a diagnostic of the premise behind it (modulation strength tracks local detail).
+latent-modulated model, without ground truth (the reference is the model's own render at S).
 
 Per image (LR h x w; the output grid is its H x W pixel centres, H = round(h S)):
   - cell (2/H, 2/W) * max(S / 4, 1) (the training scales' cell clip); the modulations are made
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 
 from utils.coords import coord_seq
 from .base import grid_coord
-from .cmsr import decode_grid, decode_levels, level_mask, resample
+from .cmsr import decode_grid, resample
 
 BIN = 0.001  # a candidate's bin: the output pixels whose strength lies within this of it
 
@@ -112,54 +111,3 @@ def lower_to(table, d, value):
     for k in table:
         if k < d:
             table[k] = min(table[k], value)
-
-
-# --- the diagnostic: does the strength follow local detail? -----------------------------------
-
-def ranks(x):
-    """Ranks 0..n-1 of a 1-D tensor (ties broken by position)."""
-    out = torch.empty_like(x, dtype=torch.float64)
-    out[x.argsort()] = torch.arange(len(x), dtype=torch.float64, device=x.device)
-    return out
-
-
-def spearman(a, b):
-    """Spearman's rank correlation of two equally long 1-D tensors."""
-    ra, rb = ranks(a.flatten()), ranks(b.flatten())
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    return float((ra * rb).sum() / (ra.norm() * rb.norm()).clamp_min(1e-12))
-
-
-def local_std(grey):
-    """The standard deviation of each pixel's 3x3 neighbourhood of a (h, w) image (edges replicated)."""
-    patches = F.unfold(F.pad(grey[None, None], (1, 1, 1, 1), mode='replicate'), 3)
-    return patches.std(1, unbiased=False).view(grey.shape)
-
-
-@torch.no_grad()
-def flat_strengths(model, cell, levels=33, size=8):
-    """The strength the model gives flat grey patches of `levels` grey values 0..1 (raw, before
-    normalisation), at a patch's centre pixel, with the hypernet cell `cell` (2,): (levels,)."""
-    grey = torch.linspace(0, 1, levels, device=cell.device)
-    model.gen_feat(((grey.view(-1, 1, 1, 1) - 0.5) / 0.5).expand(levels, 3, size, size))
-    return model.shift_strength(cell.view(1, 1, 2).expand(levels, 1, 2))[:, 0, size // 2, size // 2]
-
-
-def premise(model, lr, strength, cell):
-    """Spearman correlations, over an image's LR pixels, of the modulation strength (h, w) with
-    the LR's local 3x3 standard deviation (of the grey level, mean RGB in [0, 1]) and with the
-    strength a flat patch of the same grey gets: (with detail, with grey)."""
-    grey = lr.mean(0)
-    flat = flat_strengths(model, cell)
-    pos = grey.flatten() * (len(flat) - 1)  # linear interpolation between the grey levels
-    low = pos.floor().long().clamp(max=len(flat) - 2)
-    same_grey = torch.lerp(flat[low], flat[low + 1], (pos - low).to(flat.dtype))
-    return spearman(strength, local_std(grey)), spearman(strength, same_grey)
-
-
-def level_shares(tables, scale, strength):
-    """The share of the output pixels each level of the table for `scale` takes for an image
-    whose LR pixels have these strengths (h, w): {decode scale: share} (every pixel of an LR
-    pixel goes to the same level, so LR pixels count alike)."""
-    levels, thresholds = decode_levels(tables, scale)
-    return {d: float(level_mask(strength, thresholds, i, len(levels)).float().mean()) for i, d in enumerate(levels)}

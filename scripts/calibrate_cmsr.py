@@ -24,12 +24,14 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root, from anywhere
 
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 import datasets
 from models import scale2mod
 from models.checkpoint import OFFICIAL_DATA_NORM, load_model
-from models.cmsr_calibration import calibrate_image, level_shares, premise
+from models.cmsr import decode_levels, level_mask
+from models.cmsr_calibration import calibrate_image
 from utils.device import resolve_device
 from utils.errors import UserError, exit_on_user_error, first_line
 
@@ -72,14 +74,63 @@ def check_args(args):
     return [int(s) if s.is_integer() else s for s in scales]
 
 
-def diagnostic(model, seen, tables, names):
+def ranks(x):
+    """Ranks 0..n-1 of a 1-D tensor (ties broken by position)."""
+    out = torch.empty_like(x, dtype=torch.float64)
+    out[x.argsort()] = torch.arange(len(x), dtype=torch.float64, device=x.device)
+    return out
+
+
+def spearman(a, b):
+    """Spearman's rank correlation of two equally long 1-D tensors."""
+    ra, rb = ranks(a.flatten()), ranks(b.flatten())
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float((ra * rb).sum() / (ra.norm() * rb.norm()).clamp_min(1e-12))
+
+
+def local_std(grey):
+    """The standard deviation of each pixel's 3x3 neighbourhood of a (h, w) image (edges replicated)."""
+    patches = F.unfold(F.pad(grey[None, None], (1, 1, 1, 1), mode='replicate'), 3)
+    return patches.std(1, unbiased=False).view(grey.shape)
+
+
+@torch.no_grad()
+def flat_strengths(model, cell, norm, levels=33, size=8):
+    """The strength the model gives flat grey patches of `levels` grey values 0..1 (normalised
+    by norm = (sub, div)), at a patch's centre pixel, with the hypernet cell `cell` (2,): (levels,)."""
+    grey = torch.linspace(0, 1, levels, device=cell.device)
+    model.gen_feat(((grey.view(-1, 1, 1, 1) - norm[0]) / norm[1]).expand(levels, 3, size, size))
+    return model.shift_strength(cell.view(1, 1, 2).expand(levels, 1, 2))[:, 0, size // 2, size // 2]
+
+
+def premise(model, lr, strength, cell, norm):
+    """Spearman correlations, over an image's LR pixels, of the modulation strength (h, w) with
+    the LR's local 3x3 standard deviation (of the grey level, mean RGB in [0, 1]) and with the
+    strength a flat patch of the same grey gets: (with detail, with grey)."""
+    grey = lr.mean(0)
+    flat = flat_strengths(model, cell, norm)
+    pos = grey.flatten() * (len(flat) - 1)  # linear interpolation between the grey levels
+    low = pos.floor().long().clamp(max=len(flat) - 2)
+    same_grey = torch.lerp(flat[low], flat[low + 1], (pos - low).to(flat.dtype))
+    return spearman(strength, local_std(grey)), spearman(strength, same_grey)
+
+
+def level_shares(tables, scale, strength):
+    """The share of the output pixels each level of the table for `scale` takes for an image
+    whose LR pixels have these strengths (h, w): {decode scale: share} (every pixel of an LR
+    pixel goes to the same level, so LR pixels count alike)."""
+    levels, thresholds = decode_levels(tables, scale)
+    return {d: float(level_mask(strength, thresholds, i, len(levels)).float().mean()) for i, d in enumerate(levels)}
+
+
+def diagnostic(model, norm, seen, tables, names):
     """The premise per image and scale, and the levels' shares of the output pixels."""
     lines = ['premise: Spearman correlation of the modulation strength, over each image\'s LR pixels, '
              'with the local detail (3x3 std of the grey level) / with a flat patch of the same grey']
     per_image = {name: [] for name in names}
     for scale, records in seen.items():
         for name, (lr, record) in zip(names, records):
-            per_image[name].append((scale, *premise(model, lr, record['strength'].float(), record['cell'])))
+            per_image[name].append((scale, *premise(model, lr, record['strength'].float(), record['cell'], norm)))
     for name, rows in per_image.items():
         lines.append(f"  {name}: " + '  '.join(f"x{s:g} {d:+.2f} / {g:+.2f}" for s, d, g in rows))
     for i, scale in enumerate(seen):
@@ -122,7 +173,7 @@ def calibrate(args):
             bar.update()
         bar.write(f"x{scale:g}: " + ', '.join(f"{d:g}: {t:.2f}" for d, t in sorted(table.items())))
     bar.close()
-    print('\n'.join(diagnostic(model, seen, tables, [folder.name(i) for i in range(len(folder))])))
+    print('\n'.join(diagnostic(model, (sub, div), seen, tables, [folder.name(i) for i in range(len(folder))])))
     header = (f"Scale2Mod tables for CMSR (models/cmsr.py), made by scripts/calibrate_cmsr.py\n"
               f"model: {args.model}\nimages: {len(folder)} from {args.hr}\nmse_threshold: {args.mse_threshold:g}")
     try:

@@ -15,7 +15,7 @@ import yaml
 import datasets
 from models import cmsr, scale2mod
 from models.checkpoint import load_model
-from models.cmsr_calibration import calibrate_image, candidates, level_shares, local_std, spearman, walk
+from models.cmsr_calibration import calibrate_image, candidates, walk
 from models.upscale import upscale
 from cli import load_script, run_main
 from shared import DATA, REPO, SHARED, need
@@ -25,6 +25,7 @@ SCRIPT = os.path.join(REPO, 'scripts', 'calibrate_cmsr.py')
 REF = os.path.join(SHARED, 'reference', 'cmsr_calibration')
 CALIBRATED_AT = '5d26d1f'  # a commit that shipped the LM-LIIF the reference calibrated
 REFERENCE_SHA = 'b981a2c12cd0bc6e'
+CALIBRATE_CLI = load_script('scripts/calibrate_cmsr')
 
 pytestmark = pytest.mark.usefixtures('one_thread')  # tiny tensors: a second thread only adds contention
 
@@ -103,6 +104,7 @@ def test_the_official_tables_for_ten_images(tmp_path):
 
 
 def test_premise_statistics():
+    spearman, local_std, level_shares = CALIBRATE_CLI.spearman, CALIBRATE_CLI.local_std, CALIBRATE_CLI.level_shares
     x = torch.arange(10.0)
     assert spearman(x, x ** 3) == pytest.approx(1) and spearman(x, -x) == pytest.approx(-1)
     grey = torch.zeros(5, 6)
@@ -112,8 +114,6 @@ def test_premise_statistics():
     tables = {8: {1: 0.2, 4: 0.5, 8: 1}}
     assert level_shares(tables, 8, torch.tensor([[0.1, 0.3], [0.6, 0.7]])) == {1: 0.25, 4: 0.25, 8: 0.5}
 
-
-CALIBRATE_CLI = load_script('scripts/calibrate_cmsr')
 
 
 def test_script_writes_a_table_that_test_and_demo_read(tmp_path):
