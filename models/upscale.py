@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from utils.coords import coord_seq, nearest_index
+from utils.data_norm import normalise
 
 
 def owned_range(owner, start, stop):
@@ -64,7 +65,7 @@ def upscale(model, inp, size, tile=256, chunk=None, data_norm=(0.5, 0.5), progre
 
     tile: LR tile side; the encoder sees at most (tile + 2 * halo)^2 pixels at a time.
     chunk: queries decoded per model call (default: `default_chunk`).
-    data_norm: (sub, div) applied to the input and undone on the output.
+    data_norm: (sub, div) applied to the input and undone on the output (numbers or per channel).
     cell_clip: beyond this scale the decoder is given the cell of this scale (LTE's and LMF's
     evaluation, with their largest training scale, 4); None: the true pixel size.
     Returns a (3, H, W) float tensor in [0, 1] on the input's device.
@@ -74,10 +75,10 @@ def upscale(model, inp, size, tile=256, chunk=None, data_norm=(0.5, 0.5), progre
     if tile < 1 or (chunk is not None and chunk < 1) or min(size) < 1:
         raise ValueError(f"upscale needs a positive tile, chunk and size; got {tile}, {chunk}, {tuple(size)}")
     H, W = size
-    sub, div = data_norm
+    sub, div = (torch.as_tensor(v, dtype=torch.float32, device=inp.device).view(-1) for v in data_norm)
     encoder = model.encoder
     h, w = inp.shape[-2:]
-    x = mirror_pad((inp.reshape(1, 3, h, w) - sub) / div, encoder.window)
+    x = mirror_pad(normalise(inp.reshape(1, 3, h, w), data_norm), encoder.window)
     hp, wp = x.shape[-2:]
     ys, xs = output_axis(H, h, hp).to(inp.device), output_axis(W, w, wp).to(inp.device)
     # the output pixel's size in the padded frame, widened beyond the cell clip

@@ -32,6 +32,7 @@ from models import scale2mod
 from models.checkpoint import OFFICIAL_DATA_NORM, load_model
 from models.cmsr import decode_levels, level_mask
 from models.cmsr_calibration import calibrate_image
+from utils.data_norm import normalise
 from utils.device import resolve_device
 from utils.errors import UserError, exit_on_user_error, first_line
 
@@ -99,7 +100,7 @@ def flat_strengths(model, cell, norm, levels=33, size=8):
     """The strength the model gives flat grey patches of `levels` grey values 0..1 (normalised
     by norm = (sub, div)), at a patch's centre pixel, with the hypernet cell `cell` (2,): (levels,)."""
     grey = torch.linspace(0, 1, levels, device=cell.device)
-    model.gen_feat(((grey.view(-1, 1, 1, 1) - norm[0]) / norm[1]).expand(levels, 3, size, size))
+    model.gen_feat(normalise(grey.view(-1, 1, 1, 1).expand(levels, 3, size, size), norm))
     return model.shift_strength(cell.view(1, 1, 2).expand(levels, 1, 2))[:, 0, size // 2, size // 2]
 
 
@@ -156,7 +157,7 @@ def calibrate(args):
     if not model.supports_cmsr:
         raise UserError(f"--model {args.model}: holds a {type(model).__name__} model, not a latent-modulated one "
                         f"(CMSR calibration needs an lmliif, lmlte or lmciaosr checkpoint)")
-    sub, div = data_norm or OFFICIAL_DATA_NORM
+    norm = data_norm or OFFICIAL_DATA_NORM
     folder = datasets.make({'name': 'image-folder', 'args': {'root_path': args.hr, 'first_k': args.first_k}})
     tables, seen = {}, {}
     bar = tqdm(total=len(folder) * len(scales), desc='calibrating', unit='img', disable=None)
@@ -167,13 +168,13 @@ def calibrate(args):
         seen[scale] = []
         for i in range(len(images)):
             lr, _ = images.pair(i)
-            record = calibrate_image(model, ((lr - sub) / div).unsqueeze(0).to(device), scale, args.mse_threshold,
+            record = calibrate_image(model, normalise(lr, norm).unsqueeze(0).to(device), scale, args.mse_threshold,
                                      table, chunk=args.chunk)
             seen[scale].append((lr.to(device), record))
             bar.update()
         bar.write(f"x{scale:g}: " + ', '.join(f"{d:g}: {t:.2f}" for d, t in sorted(table.items())))
     bar.close()
-    print('\n'.join(diagnostic(model, (sub, div), seen, tables, [folder.name(i) for i in range(len(folder))])))
+    print('\n'.join(diagnostic(model, norm, seen, tables, [folder.name(i) for i in range(len(folder))])))
     header = (f"Scale2Mod tables for CMSR (models/cmsr.py), made by scripts/calibrate_cmsr.py\n"
               f"model: {args.model}\nimages: {len(folder)} from {args.hr}\nmse_threshold: {args.mse_threshold:g}")
     try:

@@ -139,6 +139,14 @@ def test_a_ciaosr_repository_checkpoint_converts_to_the_same_model(tmp_path):
     assert max_diff(model(ref('inp.pt'), ref('coord.pt'), ref('cell.pt')), ref('out_full.pt')) < TOL
     again = run_main(CONVERT_CLI, tmp_path / 'cr.pth', tmp_path / 'converted.pth')
     assert again.returncode == 2 and 'already exists' in again.stderr  # never replaced silently
+    # the CiaoSR repository's normalisation (the mean colour subtracted, no division) comes with it
+    model, norm = load_model(str(tmp_path / 'converted.pth'), with_data_norm=True)
+    assert norm[0] == pytest.approx((0.4488, 0.4371, 0.404)) and norm[1] == 1
+    lr, size = ref('odd_inp.pt')[0] * 0.5 + 0.5, (39, 45)
+    mean = torch.tensor(norm[0]).view(3, 1, 1)
+    coord = make_coord(size).unsqueeze(0)
+    pred = model((lr - mean).unsqueeze(0), coord, torch.tensor([2 / 39, 2 / 45]).expand_as(coord))
+    assert max_diff(upscale(model, lr, size, data_norm=norm), (pred[0].t().reshape(3, *size) + mean).clamp(0, 1)) < TOL
 
 
 @pytest.mark.parametrize('name', FAMILIES)

@@ -32,8 +32,16 @@ class DataNorm:
         return {'inp': {'sub': values[0], 'div': values[1]}, 'gt': {'sub': values[2], 'div': values[3]}}
 
     def scalars(self):
-        """(sub, div) for whole-image upscaling, which needs one value shared by input and target."""
+        """(sub, div) for whole-image upscaling, which needs them shared by input and target: numbers,
+        or per-channel tuples (a CiaoSR-repository checkpoint subtracts the mean colour)."""
         values = [t.flatten().tolist() for t in (self.inp_sub, self.inp_div, self.gt_sub, self.gt_div)]
-        if any(len(v) != 1 for v in values) or values[:2] != values[2:]:
-            raise ConfigError(f"data_norm {self.spec}: whole-image evaluation needs one sub and div shared by inp and gt")
-        return values[0][0], values[1][0]
+        if any(len(v) not in (1, 3) for v in values) or values[:2] != values[2:]:
+            raise ConfigError(f"data_norm {self.spec}: whole-image evaluation needs the same sub and div (one value or "
+                              f"three) for inp and gt")
+        return tuple(v[0] if len(v) == 1 else tuple(v) for v in values[:2])
+
+
+def normalise(img, norm):
+    """img (..., C, h, w) normalised by norm = (sub, div), each a number or per-channel values."""
+    sub, div = (torch.as_tensor(v, dtype=img.dtype, device=img.device).view(-1, 1, 1) for v in norm)
+    return (img - sub) / div
