@@ -27,6 +27,9 @@ from .models import make, register
 from .modulated import LatentModulated
 
 
+LATENT_PIXELS = 16384  # LR pixels per latent-stage call: its activations (~6,000 values a pixel) stay bounded
+
+
 @register('lmciaosr')
 class LMCiaoSR(LatentModulated):
     calibration_top = 0.5  # the official calibration tries strengths 0 .. 0.5 for LM-CiaoSR
@@ -68,14 +71,23 @@ class LMCiaoSR(LatentModulated):
         return feat
 
     def hypernet_rows(self, hyper_cell):
+        B, _, h, w = self.feat.shape
+        rel_cell = (hyper_cell * grid_size(self.crop.full_h, self.crop.full_w, hyper_cell)).expand(B, h * w, 2)
+        band = max(1, LATENT_PIXELS // (B * w))
+        return torch.cat([self.latent_stage(r0, min(r0 + band, h), rel_cell[:, r0 * w:(r0 + band) * w])
+                          for r0 in range(0, h, band)], dim=1).view(B * h * w, -1)
+
+    def latent_stage(self, r0, r1, rel_cell):
+        """hypernet_q's output for the LR pixels of rows r0 .. r1 - 1 (B, (r1 - r0) w, D)."""
         B, C, h, w = self.feat.shape
-        full = grid_size(self.crop.full_h, self.crop.full_w, hyper_cell)
-        unfold = F.unfold(self.feat, 3, padding=1).transpose(1, 2).reshape(B * h * w, 9 * C)
-        nonlocal_rows = grid_rows(self.nonlocal_feat)
-        rel_cell = (hyper_cell * full).expand(B, h * w, 2).reshape(-1, 2)
+        top, bottom = max(r0 - 1, 0), min(r1 + 1, h)  # the 3x3 unfold's context rows
+        unfold = F.unfold(self.feat[..., top:bottom, :], 3, padding=1).view(B, 9 * C, bottom - top, w)
+        unfold = unfold[:, :, r0 - top:r1 - top].permute(0, 2, 3, 1).reshape(-1, 9 * C)
+        nonlocal_rows = grid_rows(self.nonlocal_feat[..., r0:r1, :])
+        rel_cell = rel_cell.reshape(-1, 2)
         q = self.prenet_q(unfold)
         # the neighbour's offset as LMF computes it: (centre - (centre + v / n^2)) * n, in float32
-        ys, xs = coord_seq(h, device=self.feat.device), coord_seq(w, device=self.feat.device)
+        ys, xs = coord_seq(h, device=self.feat.device)[r0:r1], coord_seq(w, device=self.feat.device)
         keys, values, w_k, w_v = [], [], [], []
         for vy, vx in ensemble_shifts(True)[0]:
             t, l = (vx + 1) // 2, (vy + 1) // 2
@@ -83,12 +95,12 @@ class LMCiaoSR(LatentModulated):
             keys.append(torch.cat([unfold[:, start:start + 2 * C], unfold[:, start + 3 * C:start + 5 * C]], dim=-1))
             values.append(torch.cat([keys[-1], nonlocal_rows], dim=-1))
             rel = torch.stack(torch.meshgrid((ys - (ys + vy / h / h)) * h, (xs - (xs + vx / w / w)) * w,
-                                             indexing='ij'), dim=-1).view(1, h * w, 2).expand(B, -1, -1).reshape(-1, 2)
+                                             indexing='ij'), dim=-1).view(1, -1, 2).expand(B, -1, -1).reshape(-1, 2)
             w_k.append(self.imnet_k(torch.cat([keys[-1], rel, rel_cell], dim=-1)))
             w_v.append(self.imnet_v(torch.cat([values[-1], rel, rel_cell], dim=-1)))
         keys, values = torch.stack(keys), torch.stack(values)
         weights = ((q * keys * torch.stack(w_k)).sum(-1) / self.softmax_scale).softmax(0)
-        return self.hypernet_q((weights.unsqueeze(-1) * values * torch.stack(w_v)).sum(0))
+        return self.hypernet_q((weights.unsqueeze(-1) * values * torch.stack(w_v)).sum(0)).view(B, (r1 - r0) * w, -1)
 
     def query_rgb_plain(self, coord, cell):
         """The render as the equations: grid_sample of the modulation map per member, blend."""

@@ -83,6 +83,15 @@ def test_lmciaosr_paths_and_modulations():
     assert max_diff(model(inp, ref('x8_coord.pt'), ref('x8_cell.pt')), ref('x8_out_full.pt')) < TOL
 
 
+@torch.no_grad()
+def test_lmciaosr_latent_stage_in_bands_of_rows(monkeypatch):
+    """The latent stage runs on bands of LR rows (bounded memory): a band of 1 row, the same output."""
+    ref = Dump('lmciaosr')
+    monkeypatch.setattr(models.lmciaosr, 'LATENT_PIXELS', 60)  # 48 x 100 latents: one row a band
+    out = official_model('lmciaosr')(ref('crop_inp.pt'), ref('crop_coord.pt'), ref('crop_cell.pt'))
+    assert max_diff(out, ref('crop_out_full.pt')) < TOL
+
+
 @pytest.mark.parametrize('table', ['synthetic', 'shipped'])
 @pytest.mark.parametrize('s', [6, 8])
 @torch.no_grad()
