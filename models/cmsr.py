@@ -45,11 +45,11 @@ class Renderable(Protocol):
     def render_grid(self, ys, xs, cell, hyper_cell, chunk=None): ...  # -> (n, m, 3)
 
 
-def decode_levels(tables, scale):
+def decode_levels(s2m, scale):
     """(decode scales, thresholds) for target scale `scale`; thresholds has one more entry."""
-    keys = sorted(tables, key=float)
+    keys = sorted(s2m, key=float)
     key = next((k for k in keys if float(k) >= scale), keys[-1])
-    entries = sorted((float(d), float(t)) for d, t in tables[key].items())
+    entries = sorted((float(d), float(t)) for d, t in s2m[key].items())
     levels = [d for d, _ in entries if d < scale]
     thresholds = [0.0] + [t for d, t in entries if d < scale]
     if thresholds[-1] < 1:
@@ -107,8 +107,8 @@ class CMSR:
     official `cmsr_spec`), with a record of what it rendered (`last`: the last image's levels and
     points; `take_stats`: totals since the last call)."""
 
-    def __init__(self, tables, source='cmsr_spec', official_grid=False):
-        self.tables = scale2mod.check(tables, source)
+    def __init__(self, s2m, source='cmsr_spec', official_grid=False):
+        self.s2m = scale2mod.check(s2m, source)
         self.source = source
         self.official_grid = official_grid
         self.last = None
@@ -145,7 +145,7 @@ class CMSR:
         if B != 1:
             raise ValueError("CMSR renders one image at a time (batch size 1), as the official code")
         scale = math.sqrt(Q / (h * w))
-        levels, thresholds = decode_levels(self.tables, scale)
+        levels, thresholds = decode_levels(self.s2m, scale)
         strength = model.shift_strength(hyper_cell)
         grids, masks, coords, cells, dense = [], [], [], [], {}
         for i, d in enumerate(levels):
@@ -194,10 +194,10 @@ class CMSR:
         return resample(canvas, coord[0]).permute(0, 2, 1)
 
 
-def attach(model, tables, label):
-    """Give `model` a CMSR with the checked `tables` (`scale2mod.load`); errors name `label`,
+def attach(model, s2m, label):
+    """Give `model` a CMSR with the checked Scale2Mod table `s2m` (`scale2mod.load`); errors name `label`,
     e.g. the command-line option."""
     if not model.supports_cmsr:
         raise scale2mod.CMSRError(f"{label}: model {type(model).__name__} has no CMSR (it needs a latent-modulated "
                                   f"checkpoint with shift modulations: lmliif, lmlte, lmciaosr)")
-    model.cmsr = CMSR(tables, label)
+    model.cmsr = CMSR(s2m, label)

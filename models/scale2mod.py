@@ -56,10 +56,10 @@ def number(x):
     return int(x) if x.is_integer() else x
 
 
-def save(path, tables, header=''):
-    """Write tables {S: {d: threshold}} as YAML (sorted, as the official yaml.dump), atomically."""
+def save(path, s2m, header=''):
+    """Write a table {S: {d: threshold}} as YAML (sorted, as the official yaml.dump), atomically."""
     data = {number(s): {number(d): number(round(t, 4)) for d, t in sorted(table.items())}
-            for s, table in sorted(tables.items())}
+            for s, table in sorted(s2m.items())}
     text = ''.join(f'# {line}\n' for line in header.splitlines()) + yaml.safe_dump(data, default_flow_style=False)
     atomic_write(path, lambda f: f.write(text.encode()))
 

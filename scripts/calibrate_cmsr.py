@@ -116,15 +116,15 @@ def premise(model, lr, strength, cell, norm):
     return spearman(strength, local_std(grey)), spearman(strength, same_grey)
 
 
-def level_shares(tables, scale, strength):
+def level_shares(s2m, scale, strength):
     """The share of the output pixels each level of the table for `scale` takes for an image
     whose LR pixels have these strengths (h, w): {decode scale: share} (every pixel of an LR
     pixel goes to the same level, so LR pixels count alike)."""
-    levels, thresholds = decode_levels(tables, scale)
+    levels, thresholds = decode_levels(s2m, scale)
     return {d: float(level_mask(strength, thresholds, i, len(levels)).float().mean()) for i, d in enumerate(levels)}
 
 
-def diagnostic(model, norm, seen, tables, names):
+def diagnostic(model, norm, seen, s2m, names):
     """The premise per image and scale, and the levels' shares of the output pixels."""
     lines = ['premise: Spearman correlation of the modulation strength, over each image\'s LR pixels, '
              'with the local detail (3x3 std of the grey level) / with a flat patch of the same grey']
@@ -143,7 +143,7 @@ def diagnostic(model, norm, seen, tables, names):
         shares, pixels = {}, 0
         for _, record in records:
             n = record['strength'].numel()
-            for d, share in level_shares(tables, scale, record['strength']).items():
+            for d, share in level_shares(s2m, scale, record['strength']).items():
                 shares[d] = shares.get(d, 0) + share * n
             pixels += n
         lines.append(f"  x{scale:g}: " + ', '.join(f"x{d:g} {v / pixels:.1%}" for d, v in shares.items()))
@@ -159,10 +159,10 @@ def calibrate(args):
                         f"(CMSR calibration needs an lmliif, lmlte or lmciaosr checkpoint)")
     norm = data_norm or OFFICIAL_DATA_NORM
     folder = datasets.make({'name': 'image-folder', 'args': {'root_path': args.hr, 'first_k': args.first_k}})
-    tables, seen = {}, {}
+    s2m, seen = {}, {}
     bar = tqdm(total=len(folder) * len(scales), desc='calibrating', unit='img', disable=None)
     for scale in scales:
-        table = tables[scale] = scale2mod.initial(scale)
+        table = s2m[scale] = scale2mod.initial(scale)
         images = datasets.make({'name': 'sr-implicit-downsampled', 'args': {'scale_min': scale}},
                                args={'dataset': folder})
         seen[scale] = []
@@ -174,12 +174,12 @@ def calibrate(args):
             bar.update()
         bar.write(f"x{scale:g}: " + ', '.join(f"{d:g}: {t:.2f}" for d, t in sorted(table.items())))
     bar.close()
-    print('\n'.join(diagnostic(model, norm, seen, tables, [folder.name(i) for i in range(len(folder))])))
+    print('\n'.join(diagnostic(model, norm, seen, s2m, [folder.name(i) for i in range(len(folder))])))
     header = (f"Scale2Mod tables for CMSR (models/cmsr.py), made by scripts/calibrate_cmsr.py\n"
               f"model: {args.model}\nimages: {len(folder)} from {args.hr}\nmse_threshold: {args.mse_threshold:g}")
     try:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        scale2mod.save(args.out, tables, header)
+        scale2mod.save(args.out, s2m, header)
     except OSError as e:
         raise UserError(f"--out {args.out}: cannot write ({first_line(e)})") from None
     print(f"wrote {args.out} (target scales {', '.join(f'x{s:g}' for s in scales)}, {len(folder)} images)")
