@@ -180,6 +180,15 @@ def aspect_note(plans, resolution):
             f"x{H / h:.3g} high); --scale keeps it")
 
 
+def check_folder(dst):
+    """Fail before any work when `dst` cannot be written: its nearest existing folder must be a writable one."""
+    folder = os.path.dirname(os.path.abspath(dst))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+        raise UserError(f"--output {dst}: cannot be written ({folder} is not a writable folder)")
+
+
 def check_model(model, path, device):
     """Fail early, with one line, for a checkpoint whose model cannot upscale."""
     try:
@@ -199,6 +208,7 @@ def run(args):
         img = read_image(src)
         size = output_size(img.size, args.scale, args.resolution, src)
         kind, note = writable_kind(dst, img.kind)
+        check_folder(dst)
         if note:
             warn(note)
         plans.append((src, dst, size, kind, img if len(jobs) == 1 else None))

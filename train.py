@@ -28,7 +28,7 @@ from utils.config import ConfigError, get_key, load_config
 from utils.data_norm import DataNorm
 from utils.device import resolve_device
 from utils.ema import EMA
-from utils.errors import ArgumentParser, exit_on_user_error
+from utils.errors import ArgumentParser, exit_on_user_error, number_arg
 from utils.files import atomic_write
 from utils.logger import RunLogger
 from utils.metrics import psnr
@@ -56,7 +56,7 @@ def parse_args(argv=None):
     p.add_argument('--time-limit', type=parse_duration, metavar='T',
                    help="stop after the last epoch that ends within T (e.g. 540, 9m, 2h) from the start; "
                         "--resume continues the run (for time-limited jobs)")
-    p.add_argument('--stop-after', type=int, metavar='EPOCH', help='stop after this epoch; --resume continues the run')
+    p.add_argument('--stop-after', type=number_arg(1, kind=int), metavar='EPOCH', help='stop after this epoch; --resume continues the run')
     return p.parse_args(argv)
 
 
@@ -75,7 +75,7 @@ class Run:
         self.speed = SpeedUps.from_config(cfg, self.device)
         self.save_path = os.path.join(args.save_dir, args.name or '_' + os.path.splitext(os.path.basename(args.config))[0])
         self.norm = DataNorm(cfg.get('data_norm'), self.device)
-        self.epoch_max, self.bicubic = get_key(cfg, 'epoch_max'), {}
+        self.epoch_max, self.bicubic = check_count(get_key(cfg, 'epoch_max'), 'epoch_max'), {}
         self.load_data()
         # the start: this run's last checkpoint (--resume), another run's (config `resume`), or none
         resuming = resume_point(self.save_path, args.resume)

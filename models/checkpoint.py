@@ -53,7 +53,7 @@ def make_model(spec, source):
         return make(spec)
     except KeyError as e:
         raise CheckpointError(f"{source}: {e.args[0]}") from None
-    except TypeError as e:
+    except (TypeError, ValueError, RuntimeError) as e:  # a constructor given arguments it cannot use
         found = unknown_arg(spec, 'model') or f"model {spec['name']!r} rejects its args ({first_line(e)})"
         raise CheckpointError(f"{source}: {found}") from None
 

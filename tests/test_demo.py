@@ -436,6 +436,15 @@ def test_bad_input_file(tmp_path, tiny_ckpt, bad_inputs, name, needles, existing
                 existing=existing)
 
 
+def test_an_output_under_a_file_is_refused_before_any_work(tmp_path, tiny_ckpt, small_rgb):
+    (tmp_path / 'afile').write_text('keep me')
+    proc = run_main(DEMO_CLI, '--input', small_rgb, '--model', tiny_ckpt, '--scale', 2, '--output', tmp_path / 'afile' / 'x.png')
+    assert proc.returncode == 2 and proc.stdout == '', proc.stderr  # refused before the model loads
+    assert proc.stderr == f"demo.py: error: --output {tmp_path / 'afile' / 'x.png'}: cannot be written ({tmp_path / 'afile'} " \
+                          f"is not a writable folder)\n"
+    assert os.listdir(tmp_path) == ['afile'] and (tmp_path / 'afile').read_text() == 'keep me'
+
+
 def test_folder_input_with_a_file_name_as_output(tmp_path, tiny_ckpt, small_rgb):
     run_failing(tmp_path / 'out.png', ['out.png', 'folder'], '--input', small_rgb.parent, '--model', tiny_ckpt,
                 '--scale', 2, existing=False)

@@ -223,6 +223,13 @@ def test_resume_without_a_checkpoint_yet_starts_the_run_from_the_beginning(tmp_p
     assert ckpt['epoch'] == 1 and ckpt['iteration'] == 1 and ckpt['config']['epoch_max'] == 1
 
 
+def test_a_save_dir_that_is_a_file_is_named(tmp_path):
+    (tmp_path / 'file').write_text('keep me')
+    line = error_line(run_main(TRAIN_CLI, *train_cmd(tmp_path / 'file', 'r', *small_run())[2:]))
+    assert f"{tmp_path / 'file' / 'r'}: cannot make the run folder (NotADirectoryError" in line
+    assert (tmp_path / 'file').read_text() == 'keep me'
+
+
 def test_run_folder_checks_before_anything_is_made(tmp_path):
     info = DistInfo(0, 1, torch.device('cpu'))
     note = prepare_run_folder(str(tmp_path / 'new'), True, info)  # --resume, never started: start it
@@ -303,6 +310,8 @@ def test_quickstart_learns_and_demo_uses_its_checkpoint(tmp_path):
     assert len(losses) == 3 and losses[-1] < 0.8 * losses[0], log
     assert psnrs[-1] > psnrs[0], log
     assert 'benchmark-4 psnr' in log and (tmp_path / 'qs' / 'epoch-best.pth').exists()
+    assert log.count('(bicubic 27.3803, ') == 3  # beside each validation: torch's bicubic x4 of the held-out photo
+    assert f"--model {tmp_path / 'qs' / 'epoch-last.pth'}" in log  # how to use the result
 
     out = tmp_path / 'sr.png'
     demo = run([sys.executable, 'demo.py', '--input', os.path.join(REPO, 'load', 'samples', 'coffee.png'),
@@ -494,7 +503,7 @@ def test_resume_refuses_what_cannot_change_and_changes_nothing(tmp_path, change,
 
 
 @pytest.mark.parametrize('change, message', [
-    ('data_norm.inp.sub=[0.4,0.5,0.5]', 'whole-image evaluation needs one sub and div'),
+    ('data_norm.inp.sub=[0.4,0.5,0.5]', 'whole-image evaluation needs the same sub and div'),
     ('train_dataset.batch_size=0', 'train_dataset.batch_size 0: expected a positive whole number'),
     ('val_dataset.batch_size=0', 'val_dataset.batch_size 0: expected a positive whole number'),
     ('+eval_bsize=-3', 'eval_bsize -3: expected a positive number of queries'),
@@ -507,6 +516,8 @@ def test_resume_refuses_what_cannot_change_and_changes_nothing(tmp_path, change,
     ('+init_weights={path: missing.pth}', "init_weights {'path': 'missing.pth'}: expected {path: CHECKPOINT, modules:"),
     ('+init_weights={path: missing.pth, modules: [encoder]}', 'missing.pth: no such checkpoint file'),
     ('+threads=0', 'threads 0: expected a positive whole number'),
+    ('epoch_max=0', 'epoch_max 0: expected a positive whole number'),
+    ('model.args.encoder_spec.args.n_feats=-3', "model 'liif' rejects its args (RuntimeError: "),
     ('model.args.encoder_spec.name=swinir',  # the EDSR's arguments left under another encoder
      "quickstart.yaml: model.args.encoder_spec.args.n_resblocks: 'swinir' takes no argument 'n_resblocks' (it takes "),
     ('+model.args.imnet_spec.args.depth=3', "model.args.imnet_spec.args.depth: 'mlp' takes no argument 'depth'"),

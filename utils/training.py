@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from . import dist, rng
 from .device import autocast
 from .config import ConfigError, is_whole
-from .errors import UserError
+from .errors import UserError, first_line
 
 
 class RunError(UserError):
@@ -37,8 +37,11 @@ def prepare_run_folder(save_path, resume, info):
                 f"starting the run from the beginning" if os.path.isdir(save_path) else
                 f"--resume: no run folder {save_path} yet: starting the run from the beginning")
     dist.barrier(info)  # every process has checked before the folder appears
-    if info.is_main:
-        os.makedirs(save_path, exist_ok=True)
+    try:
+        if info.is_main:
+            os.makedirs(save_path, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"{save_path}: cannot make the run folder ({first_line(e)})") from None
     dist.barrier(info)
     return note
 
