@@ -1,5 +1,6 @@
-"""Evaluate a checkpoint with the paper's protocol: one test config (ending with `result: <mean PSNR>`,
-as the official script), or a suite of them over the data under load/ (README.md, Evaluation).
+"""Evaluate a checkpoint with the paper's protocol (README.md, Evaluation: test.py).
+One test config ends with `result: <mean PSNR>`, as the official script; a suite runs every one
+whose data is under load/.
 
     python test.py --config configs/test/test-set5-4.yaml --model CKPT
     python test.py --model CKPT --suite benchmark|div2k|all

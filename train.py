@@ -1,11 +1,6 @@
-"""Train a model from a YAML config (official LIIF keys; README.md, Training).
-
-    python train.py --config configs/quickstart.yaml [--name N] [--set k=v ...] [--resume] [--time-limit T]
-    torchrun --nproc_per_node 4 train.py --config ...        # several GPUs (or CPU processes), one machine
-
-`Run` is what the loop works on, set up by concern and checked before the run folder is made;
-then the loop, as the official train_liif.py: per epoch train_epoch, validate, save.
-"""
+"""Train a model from a YAML config (official LIIF keys; README.md, Training), alone or with torchrun.
+`Run` is what the loop works on, set up by concern and checked before the run folder is made; then
+the loop, as the official train_liif.py: per epoch train_epoch, validate, save."""
 import math
 import os
 import sys

@@ -1,5 +1,4 @@
-"""Folders of images. Items are RGB uint8 arrays (H, W, 3): wrappers crop first and convert only
-the crop to float, so a 2K image is never turned into floats whole for a 48x48 patch.
+"""Folders of images; items are RGB uint8 arrays (H, W, 3), so wrappers convert only their crop to float.
 
 cache: 'none' (decode on every access), 'in_memory' (decode all once), 'decoded' (official alias
 'bin': each image once into `_cache_<folder>/<file>.npy` beside the folder, memory-mapped, rewritten

@@ -80,12 +80,9 @@ def _tables(in_size, out_size):
 
 @functools.lru_cache(maxsize=1024)
 def resize_weights(in_size, out_size):
-    """Pillow's bicubic taps for one axis of `in_size` -> `out_size` pixels.
-
-    Returns (indices, weights): CPU LongTensors (out_size, K); output i is
-    clip((2**21 + sum_k weights[i, k] * x[indices[i, k]]) >> 22, 0, 255). Rows with fewer than
-    K taps are padded with weight 0 (index 0). Cached: do not modify them in place.
-    """
+    """Pillow's bicubic taps for one axis of `in_size` -> `out_size` pixels: (indices, weights), cached CPU
+    LongTensors (out_size, K), not to be modified; output i is clip((2**21 + sum_k weights[i, k] *
+    x[indices[i, k]]) >> 22, 0, 255); rows with fewer than K taps are padded with weight 0 (index 0)."""
     idx, fixed, _ = _tables(int(in_size), int(out_size))
     return torch.from_numpy(idx), torch.from_numpy(fixed)
 
@@ -119,11 +116,9 @@ def _batch_tables(pairs, device):
 
 
 def _pass(x, pairs, dim, loop=None):
-    """One 1-D pass over dim 2 (rows) or 3 (columns) of x (B, C, H, W) uint8, sample b going
-    pairs[b] = (in, out) pixels: gather, multiply, sum in int32/int64, shift, clip -> uint8.
-
-    loop: sum tap by tap (small temporaries: fastest on the CPU) instead of gathering all
-    taps at once (fewest kernels: for GPUs); default: loop on the CPU only."""
+    """One 1-D pass over dim 2 (rows) or 3 (columns) of uint8 x (B, C, H, W), sample b pairs[b] = (in, out)
+    pixels: gather, multiply, sum in int32/int64, shift, clip. loop: tap by tap (small temporaries, fastest
+    on a CPU) rather than all taps at once (fewest kernels, for GPUs); default: on the CPU only."""
     if all(i == o for i, o in pairs):            # Pillow skips the pass: nothing to do
         return x.narrow(dim, 0, pairs[0][1])
     idx, w, dtype = _batch_tables(pairs, x.device)
@@ -179,14 +174,10 @@ def pil_bicubic(img, size, _loop=None):
 
 
 def pil_bicubic_batch(crops, sizes, out_size, _loop=None):
-    """Resize each sample of a padded batch to the same `out_size` = (h, w), exactly as Pillow.
-
-    crops: uint8 (B, C, Hmax, Wmax), sample b in crops[b, :, :h_b, :w_b] (the rest, padding,
-    is never read); sizes: a (B, 2) LongTensor or a list of (h_b, w_b). Returns uint8
-    (B, C, h, w), sample b equal to `pil_bicubic(crops[b, :, :h_b, :w_b], out_size)`. Each
-    pass runs once for the whole batch, with per-sample tables padded to a common K (samples
-    that Pillow resizes in the other pass order form a second group).
-    """
+    """Each sample b = crops[b, :, :h_b, :w_b] of a padded uint8 batch (B, C, Hmax, Wmax), sizes (h_b, w_b)
+    as a (B, 2) LongTensor or list, resized to `out_size` = (h, w) exactly as Pillow: uint8 (B, C, h, w).
+    Each pass runs once for the batch, tables padded to a common K (samples that Pillow resizes in the
+    other pass order form a second group)."""
     if crops.dtype != torch.uint8 or crops.dim() != 4:
         raise TypeError(f"expected a uint8 (B, C, H, W) tensor, got {crops.dtype} {tuple(crops.shape)}")
     if torch.is_tensor(sizes):

@@ -110,13 +110,10 @@ def augment(x, hflip, vflip, dflip):
 
 @register('sr-implicit-downsampled')
 class SRImplicitDownsampled(SRWrapper):
-    """HR from one image, LR made by PIL bicubic at a scale s ~ U(scale_min, scale_max).
-
-    With `inp_size`: a random HR crop of round(inp_size * s) pixels and its inp_size LR.
-    Without: the whole image, HR cropped so that LR = floor(HR / s) exactly.
-    fit_scale: an image too small for a crop at scale_max draws s from scale_min up to the
-    largest scale whose crop fits it, instead of failing (for sets of small images such as
-    T91); larger images draw exactly as without it."""
+    """HR from one image, LR made by PIL bicubic at a scale s ~ U(scale_min, scale_max): with `inp_size`, a
+    random HR crop of round(inp_size * s) pixels and its inp_size LR; without, the whole image, HR cropped
+    so that LR = floor(HR / s) exactly. fit_scale: an image too small for a crop at scale_max draws s up to
+    the largest scale whose crop fits it, instead of failing (small images, as T91's)."""
 
     def __init__(self, dataset, inp_size=None, scale_min=1, scale_max=None, augment=False, sample_q=None, seed=0,
                  fit_scale=False):
