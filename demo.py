@@ -225,7 +225,7 @@ def run(args):
     if args.cmsr:
         if not model.supports_cmsr:
             raise UserError(f"--cmsr: {args.model} holds a {type(model).__name__} model, which has no CMSR "
-                            f"(LM-LIIF and LM-LTE models have it)")
+                            f"(only latent-modulated models, such as LM-LIIF, have one)")
         args.cmsr = scale2mod.path_for(args.cmsr, args.model)
         cmsr.attach(model, scale2mod.load(args.cmsr, f'--cmsr {args.cmsr}'), f'--cmsr {args.cmsr} (--model {args.model})')
     if args.compile and (note := compile_decoder(model, device)):

@@ -134,7 +134,7 @@ def test_suite_lists_what_it_skipped_one_line_a_set_and_exits_0(tiny_ckpt, tmp_p
     (['--config', 'configs/test/test-set5-6.yaml', '--model', '{ckpt}', '--cell-clip', '-1'],
      "argument --cell-clip: '-1': expected a number >= 1"),
     (['--config', 'configs/test/test-set5-6.yaml', '--model', '{ckpt}', '--load-dir', '{tmp}/all', '--cmsr'],
-     '--cmsr: {ckpt} holds a LIIF model, which has no CMSR (LM-LIIF and LM-LTE models have it)'),
+     '--cmsr: {ckpt} holds a LIIF model, which has no CMSR (only latent-modulated models, such as LM-LIIF, have one)'),
 ])
 def test_bad_input_is_one_line_and_exit_2(tiny_ckpt, tmp_path, args, expected):
     args = [a.format(ckpt=tiny_ckpt, tmp=tmp_path) for a in args]
