@@ -223,11 +223,7 @@ def run(args):
     data_norm = data_norm or OFFICIAL_DATA_NORM  # the official demo's normalisation
     check_model(model, args.model, device)
     if args.cmsr:
-        if not model.supports_cmsr:
-            raise UserError(f"--cmsr: {args.model} holds a {type(model).__name__} model, which has no CMSR "
-                            f"(only latent-modulated models, such as LM-LIIF, have one)")
-        args.cmsr = scale2mod.path_for(args.cmsr, args.model)
-        cmsr.attach(model, scale2mod.load(args.cmsr, f'--cmsr {args.cmsr}'), f'--cmsr {args.cmsr} (--model {args.model})')
+        args.cmsr = cmsr.attach(model, args.cmsr, args.model)
     if args.compile and (note := compile_decoder(model, device)):
         warn(note)
 

@@ -238,11 +238,7 @@ def run(args):
     device = resolve_device(args.device)
     model, data_norm = load_model(args.model, device, ema=not args.no_ema, with_data_norm=True)
     if args.cmsr:
-        if not model.supports_cmsr:
-            raise TestError(f"--cmsr: {args.model} holds a {type(model).__name__} model, which has no CMSR "
-                            f"(only latent-modulated models, such as LM-LIIF, have one)")
-        args.cmsr = scale2mod.path_for(args.cmsr, args.model)
-        cmsr.attach(model, scale2mod.load(args.cmsr, f'--cmsr {args.cmsr}'), f'--cmsr {args.cmsr}')
+        args.cmsr = cmsr.attach(model, args.cmsr, args.model)
     compile_note = compile_decoder(model, device) if args.compile else None
     options = dict(device=device, precision=args.precision, cell_clip=args.cell_clip, load_dir=args.load_dir,
                    data_norm=data_norm)

@@ -117,6 +117,10 @@ class Run:
         self.init = None if self.start else self.cfg.get('init_weights')
         if self.init:
             apply_init_weights(self.model, read_init_weights(self.init), self.init['path'])
+        with torch.no_grad():  # a model that does not decode RGB (e.g. LIIF with imnet_spec null) cannot train here
+            channels = self.model.eval()(torch.zeros(1, 3, 8, 8), torch.zeros(1, 1, 2), torch.full((1, 1, 2), 0.25)).shape[-1]
+        if channels != 3:
+            raise ConfigError(f"model: decodes {channels} values a query, not the 3 of RGB (an imnet_spec null?)")
         self.trainable = {name for name, p in self.model.named_parameters() if p.requires_grad}
         self.freeze = check_freeze(self.cfg.get('freeze'), self.trainable)
 

@@ -158,7 +158,7 @@ def main():
         if model.supports_cmsr and not args.official:
             with_cmsr = copy.deepcopy(model)
             table = scale2mod.load(tables[family]) if family in tables else synthetic_table(model, inp, max(args.scales))
-            cmsr.attach(with_cmsr, table, 'bench')
+            with_cmsr.cmsr = cmsr.CMSR(table, 'bench')
             cases.append((NAMES[family] + ' + CMSR', with_cmsr, tables.get(family, f'synthetic table {table}')))
     print(f'input  : {h}x{w}, upscale() with tile 256 and each model\'s default chunk; median of {repeats} runs '
           f'after a warm-up')

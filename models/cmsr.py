@@ -194,10 +194,12 @@ class CMSR:
         return resample(canvas, coord[0]).permute(0, 2, 1)
 
 
-def attach(model, s2m, label):
-    """Give `model` a CMSR with the checked Scale2Mod table `s2m` (`scale2mod.load`); errors name `label`,
-    e.g. the command-line option."""
+def attach(model, option, checkpoint):
+    """A --cmsr option of test.py and demo.py: give `model` (read from `checkpoint`) a CMSR with the
+    Scale2Mod table the option names (a bare --cmsr: the one beside the checkpoint); returns its path."""
     if not model.supports_cmsr:
-        raise scale2mod.CMSRError(f"{label}: model {type(model).__name__} has no CMSR (it needs a latent-modulated "
-                                  f"checkpoint with shift modulations: lmliif, lmlte, lmciaosr)")
-    model.cmsr = CMSR(s2m, label)
+        raise scale2mod.CMSRError(f"--cmsr: {checkpoint} holds a {type(model).__name__} model, which has no CMSR "
+                                  f"(only latent-modulated models, such as LM-LIIF, have one)")
+    path = scale2mod.path_for(option, checkpoint)
+    model.cmsr = CMSR(scale2mod.load(path, f'--cmsr {path}'), f'--cmsr {path}')
+    return path

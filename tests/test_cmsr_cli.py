@@ -73,7 +73,7 @@ def test_bare_cmsr_takes_the_table_beside_the_checkpoint(files, tmp_path):
     ('{tmp}/bad.yaml', 'lm', "--cmsr {tmp}/bad.yaml: target scale 6: decode scale 2: threshold 'high' is not a number"),
     ('{tmp}/list.yaml', 'lm', '--cmsr {tmp}/list.yaml: expected a Scale2Mod table'),
     ('{tmp}/broken.yaml', 'lm', '--cmsr {tmp}/broken.yaml: invalid YAML at line'),
-    ('{table}', 'liif', '--cmsr {table} (--model {liif}): model LIIF has no CMSR (it needs a latent-modulated checkpoint'),
+    ('{table}', 'liif', '--cmsr: {liif} holds a LIIF model, which has no CMSR (only latent-modulated models'),
 ])
 def test_demo_bad_table_or_model_is_one_line(files, tiny_ckpt, tmp_path, table, model, expected):
     (tmp_path / 'bad.yaml').write_text('6: {1: 0.3, 2: high, 6: 1}\n')
@@ -90,10 +90,10 @@ def test_demo_bad_table_or_model_is_one_line(files, tiny_ckpt, tmp_path, table, 
 
 
 def test_test_py_reports_the_rendered_fraction_per_set_and_scale(files, tmp_path):
-    """A suite on a Set5 of two generated HR images: x6 and x8 run (x2-x4 need LR files), both
+    """A suite on a Set5 of five generated HR images: x6 and x8 run (x2-x4 need LR files), both
     through CMSR; then one config at x4, where CMSR is not used."""
     load = tmp_path / 'load'
-    write_images(load / 'benchmark' / 'Set5' / 'HR', n=2, size=(48, 64))
+    write_images(load / 'benchmark' / 'Set5' / 'HR', n=5, size=(48, 64))
     report = tmp_path / 'report'
     proc = run_main(TEST_CLI, '--suite', 'benchmark', '--model', files['ckpt'], '--load-dir', load,
                     '--report', report, '--cmsr', files['table'], '--cell-clip', '--device', 'cpu')
@@ -124,5 +124,5 @@ def test_test_py_refuses_cmsr_for_liif(tiny_ckpt, files):
     proc = run_main(TEST_CLI, '--config', 'configs/test/test-set5-6.yaml', '--model', tiny_ckpt,
                     '--cmsr', files['table'], '--device', 'cpu')
     assert proc.returncode == 2
-    assert proc.stderr.strip() == (f"test.py: error: --cmsr {files['table']}: model LIIF has no CMSR "
-                                   f"(it needs a latent-modulated checkpoint with shift modulations: lmliif, lmlte, lmciaosr)")
+    assert proc.stderr.strip() == (f"test.py: error: --cmsr: {tiny_ckpt} holds a LIIF model, which has no CMSR "
+                                   f"(only latent-modulated models, such as LM-LIIF, have one)")

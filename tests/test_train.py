@@ -528,6 +528,7 @@ def test_resume_refuses_what_cannot_change_and_changes_nothing(tmp_path, change,
     ('model.args.encoder_spec.name=swinir',  # the EDSR's arguments left under another encoder
      "quickstart.yaml: model.args.encoder_spec.args.n_resblocks: 'swinir' takes no argument 'n_resblocks' (it takes "),
     ('+model.args.imnet_spec.args.depth=3', "model.args.imnet_spec.args.depth: 'mlp' takes no argument 'depth'"),
+    ('model.args.imnet_spec=null', 'model: decodes 32 values a query, not the 3 of RGB'),
     ('train_dataset.dataset.args.root_path=./load/div2k/DIV2K_train_HR',
      'DIV2K_train_HR: no such image folder (DIV2K train is not shipped with the code: README.md, Data, names'),
 ])
