@@ -1,39 +1,24 @@
-"""LM-LIIF's render MLP: a small MLP whose hidden layers are modulated per query.
-
-Layer l (l = 0 .. hidden_depth-1) computes ReLU((W_l a + b_l) * (1 + s_l) + t_l), where the
-scale s_l and shift t_l come from the hypernetwork's modulation vector; the output layer is
-a plain Linear. Parameter names follow the official LMF code (`layers.0, layers.2, ...`,
-hidden layers at even indices, ReLUs between), so its checkpoints load strictly.
-
-Modulation vector layout (the official one): all scales first, layer l's at
-[l*hidden_dim, (l+1)*hidden_dim), then all shifts in the same order. With only one of
-mod_scale / mod_shift the other block is absent (by analogy; the official configs turn both on).
+"""LMF's render MLP (`lmmlp`): an MLP whose hidden layers are modulated per query. Layer l
+computes ReLU((W_l a + b_l) * (1 + s_l) + t_l), the scales s_l and shifts t_l coming from the
+hypernetwork's modulation vector in the official layout: all scales first, layer l's at
+[l * hidden_dim, (l + 1) * hidden_dim), then all shifts in the same order. The output layer is a
+plain Linear. Names are the official ones (`layers.0, layers.2, ...`, an MLP's), so LMF's
+checkpoints load strictly.
 """
-import torch.nn as nn
-
+from .mlp import MLP
 from .models import register
 
 
 @register('lmmlp')
-class LMMLP(nn.Module):
+class LMMLP(MLP):
     def __init__(self, in_dim, out_dim, hidden_dim, hidden_depth, mod_scale=True, mod_shift=True,
                  mod_up_merge=False):
-        super().__init__()
-        if mod_up_merge:
-            # the official LM-LIIF always builds its render MLP with mod_up_merge=False
-            raise NotImplementedError("lmmlp: mod_up_merge=True is not implemented")
-        self.hidden_dim = hidden_dim
-        self.hidden_depth = hidden_depth
-        self.mod_scale = mod_scale
-        self.mod_shift = mod_shift
-        self.mod_dim = hidden_depth * hidden_dim * (int(mod_scale) + int(mod_shift))
-        layers = []
-        last = in_dim
-        for _ in range(hidden_depth):
-            layers += [nn.Linear(last, hidden_dim), nn.ReLU(inplace=True)]
-            last = hidden_dim
-        layers.append(nn.Linear(last, out_dim))
-        self.layers = nn.Sequential(*layers)
+        if not (mod_scale and mod_shift) or mod_up_merge:  # the official models': others are refused, not guessed
+            raise NotImplementedError("lmmlp: only mod_scale=True, mod_shift=True and mod_up_merge=False are "
+                                      "implemented")
+        super().__init__(in_dim, out_dim, [hidden_dim] * hidden_depth)
+        self.hidden_dim, self.hidden_depth = hidden_dim, hidden_depth
+        self.mod_dim = 2 * hidden_depth * hidden_dim
 
     @property
     def hidden(self):
@@ -42,31 +27,15 @@ class LMMLP(nn.Module):
 
     @property
     def output(self):
-        """The plain output Linear."""
         return self.layers[-1]
 
     def split_mods(self, mod):
-        """(..., mod_dim) -> (scales, shifts), each (..., hidden_depth, hidden_dim) or None."""
-        block = self.hidden_depth * self.hidden_dim
-        lead = mod.shape[:-1]
-        scales = shifts = None
-        offset = 0
-        if self.mod_scale:
-            scales = mod[..., :block].reshape(*lead, self.hidden_depth, self.hidden_dim)
-            offset = block
-        if self.mod_shift:
-            shifts = mod[..., offset:offset + block].reshape(*lead, self.hidden_depth, self.hidden_dim)
-        return scales, shifts
+        """(..., mod_dim) -> (scales, shifts), each (..., hidden_depth, hidden_dim)."""
+        return mod.unflatten(-1, (2, self.hidden_depth, self.hidden_dim)).unbind(-3)
 
     def forward(self, x, mod):
         """x: (..., in_dim), mod: (..., mod_dim) -> (..., out_dim). The equations as written."""
         scales, shifts = self.split_mods(mod)
-        a = x
         for l, linear in enumerate(self.hidden):
-            a = linear(a)
-            if scales is not None:
-                a = a * (1 + scales[..., l, :])
-            if shifts is not None:
-                a = a + shifts[..., l, :]
-            a = a.relu()
-        return self.output(a)
+            x = (linear(x) * (1 + scales[..., l, :]) + shifts[..., l, :]).relu()
+        return self.output(x)

@@ -1,6 +1,6 @@
 """The geometry LIIF-style decoders share: which LR pixels (latents) answer a query, how far the
-query is from each, and how their answers are blended (the local ensemble). Index arithmetic
-only: a query finds its pixels with `nearest_index`, not grid_sample."""
+query is from each, and how their answers are blended (the local ensemble); index arithmetic for
+the fast forms, the official grid_sample formulation for the plain ones."""
 import torch
 import torch.nn.functional as F
 

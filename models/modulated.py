@@ -51,15 +51,12 @@ class LatentModulated(LocalImplicitSR):
     folds_first_bias = False  # True: the first layer's bias is folded into its shift, as the others'
     calibration_top = 1.0  # CMSR calibration tries strengths 0 .. calibration_top
     calibrating = False  # set while models/cmsr_calibration.py renders (LM-CiaoSR then adds no LR skip)
+    supports_cmsr = True
 
     def __init__(self, encoder_spec, cmsr_spec=None):
         super().__init__(encoder_spec)
         self.cmsr = CMSR.from_spec(cmsr_spec) if cmsr_spec else None
         self.pinned_cell = None  # the hypernet cell of a whole call, while it is decoded in chunks
-
-    @property
-    def supports_cmsr(self):
-        return bool(self.imnet.mod_shift)
 
     # --- modulations, once per LR pixel -----------------------------------------------------
 
@@ -90,12 +87,10 @@ class LatentModulated(LocalImplicitSR):
         return self.cached(hyper_cell, lambda: self.make_modulations(hyper_cell))
 
     def make_modulations(self, hyper_cell):
-        # a missing scale (shift) block reads as 1 (0); the table is float32, whatever the autocast
+        # the table is float32, whatever the autocast
         mods = self.hypernet_rows(hyper_cell)
         scales, shifts = self.imnet.split_mods(mods[:, :self.imnet.mod_dim])
-        n, depth, hd = mods.shape[0], self.imnet.hidden_depth, self.imnet.hidden_dim
-        scales = 1 + scales if scales is not None else mods.new_ones(n, depth, hd)
-        shifts = shifts if shifts is not None else mods.new_zeros(n, depth, hd)
+        scales = 1 + scales
         # (W a + b)(1 + s) + t = (W a)(1 + s) + (b (1 + s) + t): no bias add per query
         k = 0 if self.folds_first_bias else 1
         biases = torch.stack([layer.bias for layer in self.imnet.hidden[k:]])  # (depth - k, hd)
@@ -129,8 +124,6 @@ class LatentModulated(LocalImplicitSR):
     def shift_strength(self, hyper_cell):
         """Mean |shift modulation| per LR pixel (B, 1, h, w): CMSR's measure of local detail."""
         _, shifts = self.imnet.split_mods(self.modulations(hyper_cell).rows[:, :self.imnet.mod_dim])
-        if shifts is None:
-            raise ValueError("CMSR needs shift modulations (mod_shift=True)")
         B, _, h, w = self.feat.shape
         return shifts.abs().flatten(1).mean(1).view(B, 1, h, w)
 

@@ -1,17 +1,10 @@
-"""Whole-image inference in bounded memory: the output is decoded tile by tile, each tile's
-encoder run on an input crop wide enough (the encoder's receptive radius plus the decoder's
-reach, its corner on the encoder's window grid) that its features equal those of the whole
-image, and each tile's output decoded in blocks of rows. The result matches an untiled run up
-to float rounding, whatever the tile size. It reads only the model contract (models/base.py).
-
-Window encoders (SwinIR) get the official evaluation's padding first: the input is extended at
-the bottom and right by its mirror image to the next multiple of the window (1 to `window`
-pixels, a whole window when already a multiple), the output grid keeps its pixel centres in
-that larger image's frame, and the padded part of the output is dropped.
-
-A model that must decode an image in one piece (`decodes_whole`: LM-LIIF/LM-LTE with CMSR
-beyond x4, which merges its levels over the whole output grid) is encoded whole and decoded in
-one call; its memory grows with the output, not with the tile."""
+"""Whole-image inference in bounded memory, through the model contract (models/base.py) only: the
+output is decoded tile by tile, each tile's encoder run on a crop wide enough (the model's
+receptive radius plus the decoder's reach, its corner on the encoder's window grid) that its
+features equal the whole image's, and decoded in blocks of rows: the untiled result, whatever the
+tile. Window encoders (SwinIR) get the official evaluation's mirror padding first, the output grid
+keeping its pixel centres in the padded frame. A model that must see the whole image is encoded
+whole; one that must decode it in one piece (CMSR) is also decoded in one call."""
 import math
 
 import torch
