@@ -1,34 +1,30 @@
 """Reading and writing image files for the demo, keeping what the file was.
 
-`read_image(path)` gives the colour as a float (C, H, W) tensor in [0, 1] (C = 1 for grayscale,
-3 for colour), the alpha channel separately as (1, H, W) or None, and the `ImageKind` needed to
-write the result back in the same kind: bits per channel (8 or 16), grayscale or colour, alpha
-or not, the ICC profile. EXIF orientation is applied (Pillow's `ImageOps.exif_transpose`).
+`read_image(path)` gives the colour as a float (C, H, W) tensor in [0, 1] (C = 1 or 3), the alpha
+separately ((1, H, W) or None), and the `ImageKind` to write the result back as: bits per channel (8 or 16),
+grayscale or colour, alpha or not, the ICC profile. EXIF orientation is applied.
 
-16-bit PNGs: Pillow (13) reads 16-bit grayscale exactly (mode I;16), but 16-bit RGB, RGBA and
-gray+alpha PNGs come out as 8-bit modes holding only the high byte of each sample, and imageio's
-Pillow plugin gives the same uint8 arrays. Pillow cannot write them either. So here:
-- reading decodes such a PNG's pixel data a second time with the little-endian raw mode
-  (`RGB;16L` / `RGBA;16L`), whose unpacker takes the other byte of each big-endian sample, i.e.
-  the low byte; PNG unfiltering only depends on the bytes per pixel, which the two raw modes
-  share. High and low byte together are the exact 16-bit samples. A 16-bit gray+alpha PNG is
-  decoded with the 8-bit `RGBA` raw mode (also 4 bytes a pixel), which yields its four bytes
-  as they are.
-- writing any 16-bit PNG uses the small PNG encoder below (numpy filters + zlib, streamed in
-  row blocks so memory stays bounded).
+16-bit PNGs: Pillow (13) reads 16-bit grayscale exactly (mode I;16), but 16-bit RGB, RGBA and gray+alpha
+PNGs come out as 8-bit modes holding only the high byte of each sample (so do imageio's Pillow plugin's
+arrays), and Pillow cannot write them. So here:
+- reading decodes such a PNG's pixel data a second time with the little-endian raw mode (`RGB;16L` /
+  `RGBA;16L`), whose unpacker takes the low byte of each big-endian sample (PNG unfiltering only depends
+  on the bytes per pixel, which the two raw modes share): high and low byte are the exact 16-bit samples.
+  A 16-bit gray+alpha PNG is decoded with the 8-bit `RGBA` raw mode (also 4 bytes a pixel), which yields
+  its four bytes as they are.
+- writing any 16-bit PNG uses the small PNG encoder below (numpy filters + zlib; row blocks bound the memory).
 
-Writing is atomic: the file is written to a temporary file in the destination folder and
-renamed over the destination, so a failure never leaves a partial file and never destroys an
-existing one. Every problem raises `ImageError` with a one-line message naming the file.
+Writing is atomic (utils/files.py). Every problem raises `ImageError`, one line naming the file.
 """
 import os
 import struct
 import zlib
+from collections import namedtuple
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import UserError, first_line
 from .files import atomic_write
@@ -39,15 +35,9 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.jpe', '.jfif', '.bmp', '.dib', '.
                     '.gif', '.ppm', '.pgm', '.pbm', '.pnm', '.tga', '.qoi', '.avif')
 
 
-@dataclass(frozen=True)
-class OutputFormat:
-    name: str         # Pillow format name
-    alpha: bool       # can store an alpha channel
-    bits16: bool      # can store 16 bits per channel
-    options: tuple = ()  # Pillow save options
-
-
-# what the demo writes, by extension
+# what the demo writes, by extension: Pillow's format name, whether it can store an alpha channel and 16 bits
+# per channel, Pillow's save options
+OutputFormat = namedtuple('OutputFormat', 'name alpha bits16 options', defaults=((),))
 OUTPUT_FORMATS = {
     '.png': OutputFormat('PNG', alpha=True, bits16=True),
     '.tif': OutputFormat('TIFF', alpha=True, bits16=False, options=(('compression', 'tiff_deflate'),)),
@@ -82,12 +72,8 @@ class LoadedImage:
 
     @property
     def size(self):
-        """(height, width)"""
-        return tuple(self.pixels.shape[-2:])
+        return tuple(self.pixels.shape[-2:])  # (height, width)
 
-
-# ------------------------------------------------------------------------------------------
-# reading
 
 # errors Pillow (or its plugins) raise for files that are broken in one way or another
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, KeyError, IndexError,
@@ -128,8 +114,7 @@ def _png16_low_rawmode(im):
 def _decode_with_rawmode(path, rawmode):
     """The first frame of the PNG at `path`, pixel data decoded with `rawmode`, EXIF-transposed."""
     with Image.open(path) as im:
-        tile = im.tile[0]
-        im.tile = [ImageFile._Tile(tile[0], tile[1], tile[2], rawmode)]
+        im.tile = [im.tile[0]._replace(args=rawmode)]
         im.load()
         return np.asarray(ImageOps.exif_transpose(im))
 
@@ -166,30 +151,18 @@ def _from_pillow(im, path):
     """Colour, alpha and kind of a loaded Pillow image of any common mode."""
     icc = im.info.get('icc_profile')
     transparency = im.info.get('transparency')
-    mode = im.mode
-    if mode == '1':
-        im, mode = im.convert('L'), 'L'
-    if mode == 'P':
-        im = im.convert('RGBA' if transparency is not None else 'RGB')
-        mode, transparency = im.mode, None
-    elif mode in ('PA', 'RGBa', 'RGBX', 'CMYK', 'YCbCr', 'LAB', 'HSV', 'La'):
-        im = im.convert({'PA': 'RGBA', 'RGBa': 'RGBA', 'La': 'LA'}.get(mode, 'RGB'))
-        mode = im.mode
-        if mode == 'RGB':
-            icc = None  # a CMYK/Lab profile does not describe the converted pixels
-    arr = np.asarray(im)
-    if mode == 'L':
-        return _loaded(arr[..., None], _keyed_alpha(arr, transparency, 255), 8, icc)
-    if mode == 'LA':
-        return _loaded(arr[..., :1], arr[..., 1], 8, icc)
-    if mode == 'RGB':
-        return _loaded(arr, _keyed_alpha(arr, transparency, 255), 8, icc)
-    if mode == 'RGBA':
-        return _loaded(arr[..., :3], arr[..., 3], 8, icc)
-    if mode.startswith('I;16'):
-        arr = arr.astype(np.uint16)
-        return _loaded(arr[..., None], _keyed_alpha(arr, transparency, 65535), 16, icc)
-    if mode == 'I' and arr.size and 0 <= arr.min() and arr.max() <= 65535:
+    if im.mode == 'P':
+        im, transparency = im.convert('RGBA' if transparency is not None else 'RGB'), None
+    elif im.mode in ('1', 'PA', 'RGBa', 'RGBX', 'CMYK', 'YCbCr', 'LAB', 'HSV', 'La'):
+        im = im.convert({'1': 'L', 'PA': 'RGBA', 'RGBa': 'RGBA', 'La': 'LA'}.get(im.mode, 'RGB'))
+        icc = None if im.mode == 'RGB' else icc  # a CMYK/Lab profile does not describe the converted pixels
+    mode, arr = im.mode, np.asarray(im)
+    if mode in ('L', 'LA', 'RGB', 'RGBA'):
+        arr = arr[..., None] if arr.ndim == 2 else arr
+        colours = 1 if mode[0] == 'L' else 3  # then the alpha of LA and RGBA; L and RGB may have a colour key
+        alpha = arr[..., colours] if mode.endswith('A') else _keyed_alpha(arr, transparency, 255)
+        return _loaded(arr[..., :colours], alpha, 8, icc)
+    if mode.startswith('I;16') or (mode == 'I' and arr.size and 0 <= arr.min() and arr.max() <= 65535):
         arr = arr.astype(np.uint16)
         return _loaded(arr[..., None], _keyed_alpha(arr, transparency, 65535), 16, icc)
     raise ImageError(f"{path}: unsupported image mode {mode!r} (expected 8/16-bit grayscale or RGB, "
@@ -213,9 +186,6 @@ def image_files(folder):
     return [os.path.join(folder, n) for n in names if os.path.isfile(os.path.join(folder, n))]
 
 
-# ------------------------------------------------------------------------------------------
-# writing
-
 def output_format(path):
     """The OutputFormat for `path`'s extension (ImageError for one the demo does not write)."""
     ext = os.path.splitext(path)[1].lower()
@@ -226,25 +196,15 @@ def output_format(path):
 
 
 def writable_kind(path, kind):
-    """What `path`'s format stores of an image of `kind`: (kind to write, note or None).
-
-    16 bits into a format that holds 8 becomes 8 bits, with a note saying so; alpha into a format
-    without alpha raises ImageError (dropping it would change the picture)."""
+    """What `path`'s format stores of an image of `kind`: (kind to write, note or None); 16 bits become 8
+    where the format holds 8, alpha where it has none is refused (dropping it would change the picture)."""
     fmt = output_format(path)
     if kind.alpha and not fmt.alpha:
-        raise ImageError(f"{path}: {fmt.name} cannot store the input's alpha channel "
-                         f"(use .png, .tif or .webp)")
+        raise ImageError(f"{path}: {fmt.name} cannot store the input's alpha channel (use .png, .tif or .webp)")
     if kind.bits == 16 and not fmt.bits16:
         return (replace(kind, bits=8),
                 f"{path}: {fmt.name} holds 8 bits per channel, writing 8-bit (use .png to keep 16 bits)")
     return kind, None
-
-
-def to_integers(x, bits):
-    """(C, H, W) float tensor in [0, 1] -> (H, W, C) uint8 / uint16 array, rounded."""
-    top = 255 if bits == 8 else 65535
-    x = x.detach().float().cpu().clamp(0, 1).mul(top).round_()
-    return x.permute(1, 2, 0).numpy().astype(np.uint8 if bits == 8 else np.uint16)
 
 
 def write_image(path, pixels, alpha=None, bits=8, icc_profile=None):
@@ -258,7 +218,8 @@ def write_image(path, pixels, alpha=None, bits=8, icc_profile=None):
     if pixels.dim() != 3 or pixels.shape[0] not in (1, 3):
         raise ValueError(f"pixels must be (1 or 3, H, W), got {tuple(pixels.shape)}")
     planes = pixels if alpha is None else torch.cat([pixels, alpha.reshape(1, *pixels.shape[-2:])])
-    arr = to_integers(planes, bits)
+    planes = planes.detach().float().cpu().clamp(0, 1).mul(255 if bits == 8 else 65535).round_()
+    arr = planes.permute(1, 2, 0).numpy().astype(np.uint8 if bits == 8 else np.uint16)  # (H, W, C), rounded
     if arr.shape[-1] == 1:
         arr = arr[..., 0]
     if bits == 16:
@@ -283,7 +244,6 @@ def _atomic_write(path, write):
         raise ImageError(f"{path}: cannot write ({first_line(e)})") from None
 
 
-# ------------------------------------------------------------------------------------------
 # a small 16-bit PNG encoder (Pillow cannot write 16-bit RGB / RGBA / gray+alpha)
 
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -295,9 +255,8 @@ def _chunk(f, kind, data):
 
 
 def _filter_rows(rows, above, bpp, filter_type=None):
-    """PNG-filter `rows` (n, L) uint8 given the rows above them (n, L): (n, 1 + L) uint8 with the
-    filter byte first. filter_type None picks per row the filter with the smallest sum of absolute
-    signed bytes (the usual heuristic)."""
+    """PNG-filter `rows` (n, L) uint8 given the rows above them (n, L): (n, 1 + L) uint8, filter byte first;
+    filter_type None picks per row the filter with the smallest sum of absolute signed bytes (the usual way)."""
     x = rows.astype(np.int16)
     b = above.astype(np.int16)
     a = np.zeros_like(x)
@@ -307,16 +266,10 @@ def _filter_rows(rows, above, bpp, filter_type=None):
     pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
     paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
     predictors = [None, a, b, (a + b) >> 1, paeth]
-    types = range(5) if filter_type is None else [filter_type]
-    candidates = [(x if t == 0 else x - predictors[t]).astype(np.uint8) for t in types]  # wraps mod 256
-    if filter_type is None:
-        cost = np.stack([np.abs(cand.view(np.int8).astype(np.int32)).sum(1) for cand in candidates])
-        best = cost.argmin(0)
-        chosen = np.stack(candidates)[best, np.arange(len(x))]
-    else:
-        best = np.full(len(x), filter_type)
-        chosen = candidates[0]
-    return np.concatenate([best.astype(np.uint8)[:, None], chosen], axis=1)
+    types = np.arange(5) if filter_type is None else np.array([filter_type])
+    candidates = np.stack([(x if t == 0 else x - predictors[t]).astype(np.uint8) for t in types])  # wraps mod 256
+    pick = np.stack([np.abs(cand.view(np.int8).astype(np.int32)).sum(1) for cand in candidates]).argmin(0)
+    return np.concatenate([types.astype(np.uint8)[pick, None], candidates[pick, np.arange(len(x))]], axis=1)
 
 
 def write_png16(f, arr, icc_profile=None, filter_type=None):

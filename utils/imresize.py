@@ -6,13 +6,10 @@ bicubic resizers (PIL, OpenCV, torch) give different pixels and so different PSN
 gives the very same uint8 pixels as the published LR files (tests/test_imresize.py checks Set5
 and Set14 at x2, x3, x4), so LR inputs for new data sets or scales can be made here.
 
-The algorithm is MATLAB's: a cubic kernel (a = -0.5), stretched by 1/scale and scaled by
-`scale` when downscaling (antialias); output pixel u (1-based) maps to x = u/scale +
-0.5*(1 - 1/scale); ceil(width) + 2 taps from floor(x - width/2); weights normalised to sum 1;
-indices outside the image mirrored ([1:n, n:-1:1] modulo 2n); the two 1-D passes run the
-smaller scale factor first (rows first on a tie). Each pass sums its taps in float64 and, as
-MATLAB's imresizemex does, gives back the input's class: a uint8 image is rounded (half away
-from zero) and saturated to uint8 after the first pass as well as after the second.
+The algorithm is MATLAB's: taps and weights as its `contributions` (`_contributions` here), indices
+outside the image mirrored; the two 1-D passes run the smaller scale factor first (rows first on a
+tie). Each pass sums its taps in float64 and, as MATLAB's imresizemex does, gives back the input's
+class: a uint8 image is rounded (half away from zero) and saturated after each of the two passes.
 """
 import math
 import numbers
@@ -29,12 +26,8 @@ def _cubic(x):
 
 def _contributions(in_len, out_len, scale):
     """(weights, 0-based indices), each (out_len, taps): MATLAB's `contributions`."""
-    width = 4.0
-    if scale < 1:   # antialias: stretch the kernel
-        kernel = lambda x: scale * _cubic(scale * x)
-        width = width / scale
-    else:
-        kernel = _cubic
+    kernel = (lambda x: scale * _cubic(scale * x)) if scale < 1 else _cubic   # antialias: stretch the kernel
+    width = 4.0 / scale if scale < 1 else 4.0
     x = np.arange(1, out_len + 1, dtype=np.float64)
     u = x / scale + 0.5 * (1 - 1 / scale)
     left = np.floor(u - width / 2)
@@ -71,8 +64,7 @@ def imresize(img, scale=None, size=None):
     img: numpy array H x W or H x W x C, uint8 (or another integer type) or float.
     scale: a positive number; the output is ceil(H*scale) x ceil(W*scale), as in MATLAB.
     size: (h, w) positive integers; the scale per axis is then h/H and w/W, as in MATLAB.
-    Exactly one of scale and size. Returns an array of img's dtype (integers rounded half
-    away from zero and saturated)."""
+    Exactly one of scale and size. Returns an array of img's dtype (integers rounded, saturated)."""
     img = np.asarray(img)
     if img.ndim not in (2, 3):
         raise ValueError(f"imresize: expected an H x W or H x W x C image, got shape {img.shape}")
@@ -99,13 +91,9 @@ def imresize(img, scale=None, size=None):
         scales = (size[0] / in_h, size[1] / in_w)
 
     out = img
-    order = (0, 1) if scales[0] <= scales[1] else (1, 0)
-    for axis in order:
+    for axis in (0, 1) if scales[0] <= scales[1] else (1, 0):
         weights, indices = _contributions(img.shape[axis], size[axis], scales[axis])
-        if axis == 0:
-            out = _resize_rows(out, weights, indices, img.dtype)
-        else:
-            out = np.swapaxes(_resize_rows(np.swapaxes(out, 0, 1), weights, indices, img.dtype), 0, 1)
+        out = np.swapaxes(_resize_rows(np.swapaxes(out, 0, axis), weights, indices, img.dtype), 0, axis)
     return np.ascontiguousarray(out)
 
 

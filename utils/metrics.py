@@ -7,8 +7,7 @@ Y_COEFFS = (65.738 / 256, 129.057 / 256, 25.064 / 256)
 
 def rgb_to_y(img):
     """(..., 3, H, W) RGB in [0, 1] -> (..., H, W) luma (offset-free)."""
-    coeffs = img.new_tensor(Y_COEFFS).view(3, 1, 1)
-    return (img * coeffs).sum(dim=-3)
+    return (img * img.new_tensor(Y_COEFFS).view(3, 1, 1)).sum(dim=-3)
 
 
 def psnr(sr, hr, shave=0, y_channel=False):
@@ -21,44 +20,33 @@ def psnr(sr, hr, shave=0, y_channel=False):
     return (-10 * torch.log10(diff.pow(2).mean())).item()
 
 
-def _gaussian_window_1d(size=11, sigma=1.5, dtype=torch.float64, device=None):
-    """Normalised 1-D Gaussian; its outer product is MATLAB's fspecial('gaussian', size, sigma)."""
-    x = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
-    g = torch.exp(-x ** 2 / (2 * sigma ** 2))
-    return g / g.sum()
-
-
 def ssim(sr, hr, shave=0, y_channel=True):
-    """SSIM (Wang et al. 2004) of (..., C, H, W) images in [0, 1], as used in SR papers.
-
-    With `y_channel` and 3 channels it is computed on the BT.601 luma on the 0..255 scale with the
-    +16 offset (Y = 16 + (65.738 R + 129.057 G + 25.064 B) * 255 / 256, MATLAB `rgb2ycbcr` / BasicSR
-    `calculate_ssim` on Y); single-channel images are used as is (times 255); otherwise SSIM is
-    computed per channel on 0..255 and averaged. `shave` pixels are cut at every border first.
-    11x11 Gaussian window (sigma 1.5), 'valid' filtering (MATLAB `filter2(..., 'valid')` as in
-    Wang's ssim_index.m), K1 = 0.01, K2 = 0.03, L = 255; the result is the mean of the SSIM map,
-    computed in float64. Predictions are not rounded to 8 bits first (as in the official protocol).
-    """
+    """SSIM (Wang et al. 2004) of (..., C, H, W) images in [0, 1], as used in SR papers: with `y_channel`
+    and 3 channels on the BT.601 luma on 0..255 with the +16 offset (MATLAB `rgb2ycbcr` / BasicSR
+    `calculate_ssim` on Y), single-channel images as they are (times 255), otherwise per channel on
+    0..255 and averaged; `shave` pixels cut at every border first. 11x11 Gaussian window (sigma 1.5),
+    'valid' filtering (MATLAB `filter2(..., 'valid')` as in Wang's ssim_index.m), K1 = 0.01, K2 = 0.03,
+    L = 255; the mean of the SSIM map, in float64. Predictions are not rounded to 8 bits first (as in the
+    official protocol)."""
     if sr.shape != hr.shape:
         raise ValueError(f"ssim: shapes differ: {tuple(sr.shape)} vs {tuple(hr.shape)}")
     if sr.dim() < 3:
         raise ValueError(f"ssim: expected (..., C, H, W) images, got shape {tuple(sr.shape)}")
     x, y = sr.double() * 255, hr.double() * 255
     if y_channel and x.shape[-3] == 3:
-        x = (16 + rgb_to_y(x)).unsqueeze(-3)
-        y = (16 + rgb_to_y(y)).unsqueeze(-3)
+        x, y = (16 + rgb_to_y(x)).unsqueeze(-3), (16 + rgb_to_y(y)).unsqueeze(-3)
     if shave:
-        x = x[..., shave:-shave, shave:-shave]
-        y = y[..., shave:-shave, shave:-shave]
+        x, y = x[..., shave:-shave, shave:-shave], y[..., shave:-shave, shave:-shave]
     size = 11
     h, w = x.shape[-2:]
     if h < size or w < size:
         raise ValueError(f"ssim: images must be at least {size}x{size} after shaving {shave} pixels "
                          f"per border, got {h}x{w}")
-    x = x.reshape(-1, 1, h, w)
-    y = y.reshape(-1, 1, h, w)
+    x, y = x.reshape(-1, 1, h, w), y.reshape(-1, 1, h, w)
     n = x.shape[0]
-    g = _gaussian_window_1d(size, 1.5, dtype=x.dtype, device=x.device)
+    # the normalised 1-D Gaussian whose outer product is MATLAB's fspecial('gaussian', 11, 1.5)
+    g = torch.exp(-(torch.arange(size, dtype=x.dtype, device=x.device) - (size - 1) / 2) ** 2 / (2 * 1.5 ** 2))
+    g = g / g.sum()
     # filter x, y, x^2, y^2, xy at once with the separable window, 'valid' (no padding)
     stack = torch.cat([x, y, x * x, y * y, x * y], dim=0)
     stack = torch.nn.functional.conv2d(stack, g.view(1, 1, 1, size))
@@ -67,6 +55,5 @@ def ssim(sr, hr, shave=0, y_channel=True):
     mu1_sq, mu2_sq, mu1_mu2 = mu1 * mu1, mu2 * mu2, mu1 * mu2
     sigma1_sq, sigma2_sq, sigma12 = e11 - mu1_sq, e22 - mu2_sq, e12 - mu1_mu2
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    ssim_map = ((2 * mu1_mu2 + c1) * (2 * sigma12 + c2)) / \
-               ((mu1_sq + mu2_sq + c1) * (sigma1_sq + sigma2_sq + c2))
+    ssim_map = ((2 * mu1_mu2 + c1) * (2 * sigma12 + c2)) / ((mu1_sq + mu2_sq + c1) * (sigma1_sq + sigma2_sq + c2))
     return ssim_map.mean().item()
