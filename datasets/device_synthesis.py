@@ -1,8 +1,7 @@
-"""LR synthesis, augmentation and query sampling on the training device, batched.
-
-With `lr_on_device` the wrapper serves the uint8 HR crop (padded) and the sample's random draws, in
-the CPU path's order; `finish_batch` makes the LR (Pillow's bicubic bit for bit), flips and gathers
-the sampled pixels on the device: the batch equals the CPU path's (a test compares them)."""
+"""LR synthesis, augmentation and query sampling on the training device, batched: with `lr_on_device` the
+wrapper serves the uint8 HR crop (padded) and the sample's random draws, in the CPU path's order;
+`finish_batch` makes the LR (Pillow's bicubic bit for bit), flips and gathers the sampled pixels on the
+device: the batch equals the CPU path's (a test compares them)."""
 import functools
 
 import torch
@@ -21,8 +20,7 @@ def finish_batch(batch, inp_size):
     -> {'inp' (B, 3, inp, inp), 'coord' (B, Q, 2), 'cell' (B, Q, 2), 'gt' (B, Q, 3)}, as the CPU path."""
     hr = batch['hr'].permute(0, 3, 1, 2)
     size = batch['hr_size']
-    sizes = torch.stack([size, size], dim=1)
-    lr = to_unit(pil_bicubic_batch(hr, sizes.cpu(), (inp_size, inp_size)))
+    lr = to_unit(pil_bicubic_batch(hr, torch.stack([size, size], dim=1).cpu(), (inp_size, inp_size)))
     hflip, vflip, dflip = batch['flips'].unbind(1)
     lr = flip_batch(lr, hflip, vflip, dflip)
 
@@ -35,15 +33,14 @@ def finish_batch(batch, inp_size):
     b = torch.where(vflip.view(-1, 1), S - 1 - b, b)
     a = torch.where(hflip.view(-1, 1), S - 1 - a, a)
     B, Q = keep.shape
-    flat = hr.flatten(2)                                     # (B, 3, Smax * Smax)
     index = (a * hr.shape[-1] + b).unsqueeze(1).expand(B, 3, Q)
-    gt = to_unit(flat.gather(2, index)).transpose(1, 2)
+    gt = to_unit(hr.flatten(2).gather(2, index)).transpose(1, 2)
 
     # pixel centres as utils.coords.coord_seq computes them: (-1 + 1/S) + (2/S) * i in float32
     S_f = S.double()
     base, step = (-1 + 1 / S_f).float(), (2 / S_f).float()
     coord = torch.stack([step * r.float() + base, step * c.float() + base], dim=-1)
-    cell = (2 / S_f).float().unsqueeze(-1).expand(B, Q, 2).contiguous()
+    cell = step.unsqueeze(-1).expand(B, Q, 2).contiguous()
     return {'inp': lr, 'coord': coord, 'cell': cell, 'gt': gt.contiguous()}
 
 

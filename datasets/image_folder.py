@@ -1,9 +1,6 @@
 """Folders of images; items are RGB uint8 arrays (H, W, 3), so wrappers convert only their crop to float.
-
-cache: 'none' (decode on every access), 'in_memory' (decode all once), 'decoded' (official alias
-'bin': each image once into `_cache_<folder>/<file>.npy` beside the folder, memory-mapped, rewritten
-when the image is newer). Grayscale becomes RGB, alpha is dropped, EXIF orientation is applied.
-"""
+cache (README.md, Data): 'none', 'in_memory' or 'decoded' (official alias 'bin'), whose .npy files are
+rewritten when the image is newer. Grayscale becomes RGB, alpha is dropped, EXIF orientation is applied."""
 import json
 import os
 
@@ -27,8 +24,7 @@ def read_rgb_uint8(path):
         pixels = read_image(path).pixels
     except ImageError as e:
         raise DataError(message(e)) from None
-    rgb = pixels.expand(3, -1, -1) if pixels.shape[0] == 1 else pixels
-    return (rgb * 255).round_().byte().permute(1, 2, 0).contiguous().numpy()
+    return (pixels.expand(3, -1, -1) * 255).round_().byte().permute(1, 2, 0).contiguous().numpy()  # gray -> RGB
 
 
 def list_images(root_path, split_file=None, split_key=None):

@@ -14,8 +14,7 @@ from .datasets import ArgError, DataError, make
 def make_sr_dataset(cfg, key, seed):
     """The wrapper data set of config entry `key` ({dataset: spec, wrapper: spec, ...})."""
     spec = get_key(cfg, key)
-    inner = build(spec, key, 'dataset', {})
-    wrapper_args = {'dataset': inner}
+    wrapper_args = {'dataset': build(spec, key, 'dataset', {})}
     if 'seed' not in (spec['wrapper'].get('args') or {}):
         wrapper_args['seed'] = seed
     return build(spec, key, 'wrapper', wrapper_args)
@@ -65,17 +64,14 @@ class EpochSampler(Sampler):
     def indices(self):
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
         if self.pad:
-            total = math.ceil(self.n / self.info.world_size) * self.info.world_size
-            order = np.resize(order, total)
+            order = np.resize(order, math.ceil(self.n / self.info.world_size) * self.info.world_size)
         return order[self.info.rank::self.info.world_size]
 
     def __iter__(self):
         return ((self.epoch, int(i)) for i in self.indices())
 
     def __len__(self):
-        if self.pad:
-            return math.ceil(self.n / self.info.world_size)
-        return len(range(self.info.rank, self.n, self.info.world_size))
+        return len(self.indices())
 
 
 def make_loader(dataset, cfg, key, info, seed, shuffle, num_workers=None):

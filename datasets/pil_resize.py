@@ -7,21 +7,14 @@ So that LR inputs made on the training device (batched) equal the CPU path's (wr
 Pillow's algorithm for 8-bit images (its ImagingResample; every point below was checked
 against the installed Pillow 13.0.0, see tests/test_pil_resize.py):
 
-* Per axis, with scale = in / out and filterscale = max(scale, 1) (antialiasing when
-  downscaling): support = 2 * filterscale; output i has centre (i + 0.5) * scale and taps
-  x = xmin .. xmin + n - 1 with xmin = max(int(centre - support + 0.5), 0) and
-  n = min(int(centre + support + 0.5), in) - xmin (int() truncating); tap weights are the cubic
-  kernel (a = -0.5) at (x - centre + 0.5) / filterscale, divided by their sum (float64).
-* Weights to fixed point with 22 fractional bits (32 - 8 - 2), rounded half away from zero;
-  an output is (2**21 + sum(w_fixed * pixel)) >> 22 (arithmetic shift, so floor), clipped to
-  [0, 255].
-* Two separable 1-D passes through an intermediate uint8 image (rounded and clipped as
-  above), so the order of the passes changes the result. Pillow 13 does NOT always run the
-  horizontal pass first: for (H, W) -> (h, w) it runs the vertical pass first exactly when
-  H - h > 2 * max(W - w, 0) (found by experiment; see `vertical_first`). So: both axes
-  upscaled, or height grown -> horizontal first; height shrunk and width grown or kept ->
-  vertical first; both shrunk -> vertical first iff the height loses more than twice as many
-  pixels as the width (square -> square is horizontal first).
+* Per axis, taps and weights as `_tables` computes them: the cubic kernel (a = -0.5), stretched
+  by in / out when downscaling (antialiasing), divided by the taps' sum (float64), then to fixed
+  point with 22 fractional bits, rounded half away from zero; an output is
+  (2**21 + sum(w_fixed * pixel)) >> 22 (arithmetic shift, so floor), clipped to [0, 255].
+* Two separable 1-D passes through an intermediate uint8 image, so the order of the passes
+  changes the result. Pillow 13 does NOT always run the horizontal pass first: for
+  (H, W) -> (h, w) it runs the vertical pass first exactly when H - h > 2 * max(W - w, 0)
+  (found by experiment, see `vertical_first`; square -> square is horizontal first).
 * A pass whose axis keeps its size is skipped (and `resize` to the same size is a copy). Here
   such a pass may instead run with identity taps (weight 2**22 on the pixel itself), which is
   exact: (p * 2**22 + 2**21) >> 22 == p.
@@ -62,8 +55,7 @@ def _tables(in_size, out_size):
     K = int(n.max())
     taps = np.arange(K)
     valid = taps[None, :] < n[:, None]
-    w = np.where(valid, _cubic((taps[None, :] + xmin[:, None] - centre[:, None] + 0.5)
-                               * (1.0 / filterscale)), 0.0)
+    w = np.where(valid, _cubic((taps[None, :] + xmin[:, None] - centre[:, None] + 0.5) * (1.0 / filterscale)), 0.0)
     total = np.zeros(out_size)
     for k in range(K):                              # summed tap by tap, left to right
         total = total + w[:, k]
@@ -81,17 +73,14 @@ def _tables(in_size, out_size):
 @functools.lru_cache(maxsize=1024)
 def resize_weights(in_size, out_size):
     """Pillow's bicubic taps for one axis of `in_size` -> `out_size` pixels: (indices, weights), cached CPU
-    LongTensors (out_size, K), not to be modified; output i is clip((2**21 + sum_k weights[i, k] *
-    x[indices[i, k]]) >> 22, 0, 255); rows with fewer than K taps are padded with weight 0 (index 0)."""
+    LongTensors (out_size, K), not to be modified; rows with fewer than K taps are padded with weight 0."""
     idx, fixed, _ = _tables(int(in_size), int(out_size))
     return torch.from_numpy(idx), torch.from_numpy(fixed)
 
 
 def vertical_first(in_size, out_size):
-    """Whether Pillow runs the vertical pass first for (H, W) -> (h, w): H - h > 2 max(W - w, 0).
-
-    Found by experiment against Pillow 13.0.0 (tests/test_pil_resize.py pins it down on both
-    sides of the boundary); where only one axis changes the order is immaterial."""
+    """Whether Pillow runs the vertical pass first for (H, W) -> (h, w), as the module doc says (found by
+    experiment; tests/test_pil_resize.py pins it down on both sides of the boundary)."""
     (H, W), (h, w) = in_size, out_size
     return H - h > 2 * max(W - w, 0)
 
@@ -104,8 +93,7 @@ def _batch_tables(pairs, device):
     if len(set(pairs)) == 1:                     # one table for all: move once, then expand
         idx, w = resize_weights(*pairs[0])
         B = len(pairs)
-        return (idx.to(device)[None].expand(B, -1, -1),
-                w.to(device, dtype)[None].expand(B, -1, -1), dtype)
+        return idx.to(device)[None].expand(B, -1, -1), w.to(device, dtype)[None].expand(B, -1, -1), dtype
     K = max(t[0].shape[1] for t in tabs)
     idx = torch.zeros((len(pairs), tabs[0][0].shape[0], K), dtype=torch.int64)
     w = torch.zeros_like(idx)
@@ -127,15 +115,13 @@ def _pass(x, pairs, dim, loop=None):
     x = x.to(dtype)
     if loop is None:
         loop = x.device.type == 'cpu'
-    if dim == 3:
-        ishape, oshape, wshape = (B, 1, 1, out), (B, C, H, out), (B, 1, 1, out)
-    else:
-        ishape, oshape, wshape = (B, 1, out, 1), (B, C, out, W), (B, 1, out, 1)
+    tap_shape = (B, 1, 1, out) if dim == 3 else (B, 1, out, 1)   # of one tap's indices and weights
+    out_shape = (B, C, H, out) if dim == 3 else (B, C, out, W)
     if loop:
-        acc = torch.full(oshape, _HALF, dtype=dtype, device=x.device)
+        acc = torch.full(out_shape, _HALF, dtype=dtype, device=x.device)
         for k in range(K):
-            g = x.gather(dim, idx[:, :, k].reshape(ishape).expand(oshape))
-            acc.addcmul_(g, w[:, :, k].reshape(wshape))
+            g = x.gather(dim, idx[:, :, k].reshape(tap_shape).expand(out_shape))
+            acc.addcmul_(g, w[:, :, k].reshape(tap_shape))
     else:
         if dim == 3:
             g = x.gather(3, idx.reshape(B, 1, 1, out * K).expand(B, C, H, out * K))
@@ -162,27 +148,19 @@ def pil_bicubic(img, size, _loop=None):
     """Resize a uint8 tensor (C, H, W) or (B, C, H, W), on any device, to `size` = (h, w),
     exactly as `Image.fromarray(hwc).resize((w, h), Image.BICUBIC)` does for each image."""
     if img.dtype != torch.uint8 or img.dim() not in (3, 4):
-        raise TypeError(f"expected a uint8 (C, H, W) or (B, C, H, W) tensor, "
-                        f"got {img.dtype} {tuple(img.shape)}")
+        raise TypeError(f"expected a uint8 (C, H, W) or (B, C, H, W) tensor, got {img.dtype} {tuple(img.shape)}")
     x = img if img.dim() == 4 else img.unsqueeze(0)
-    B, H, W = x.shape[0], x.shape[2], x.shape[3]
-    h, w = int(size[0]), int(size[1])
-    if (h, w) == (H, W):                         # Pillow returns a copy
-        return img.clone()
-    out = _resize(x, [(H, W)] * B, (h, w), vertical_first((H, W), (h, w)), _loop)
+    out = pil_bicubic_batch(x, [x.shape[2:]] * x.shape[0], size, _loop)
     return out if img.dim() == 4 else out.squeeze(0)
 
 
 def pil_bicubic_batch(crops, sizes, out_size, _loop=None):
     """Each sample b = crops[b, :, :h_b, :w_b] of a padded uint8 batch (B, C, Hmax, Wmax), sizes (h_b, w_b)
-    as a (B, 2) LongTensor or list, resized to `out_size` = (h, w) exactly as Pillow: uint8 (B, C, h, w).
-    Each pass runs once for the batch, tables padded to a common K (samples that Pillow resizes in the
-    other pass order form a second group)."""
+    as a (B, 2) LongTensor or list, resized to `out_size` = (h, w) exactly as Pillow: uint8 (B, C, h, w). Each
+    pass runs once for the batch (samples that Pillow resizes in the other pass order form a second group)."""
     if crops.dtype != torch.uint8 or crops.dim() != 4:
         raise TypeError(f"expected a uint8 (B, C, H, W) tensor, got {crops.dtype} {tuple(crops.shape)}")
-    if torch.is_tensor(sizes):
-        sizes = sizes.tolist()
-    sizes = [(int(a), int(b)) for a, b in sizes]
+    sizes = [(int(a), int(b)) for a, b in (sizes.tolist() if torch.is_tensor(sizes) else sizes)]
     B, C, Hmax, Wmax = crops.shape
     if len(sizes) != B:
         raise ValueError(f"{len(sizes)} sizes for a batch of {B}")

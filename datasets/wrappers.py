@@ -1,8 +1,7 @@
-"""SR wrappers: images to LIIF samples {'inp': LR (3, h, w), 'coord', 'cell': (Q, 2), 'gt': (Q, 3)} with
-the official semantics (Q: `sample_q` HR pixels without replacement, or all); `pair(idx)` gives the
-whole (LR, HR) images. Randomness is seeded by (seed, epoch, idx) only, not by workers, ranks or
-order (so DDP equals one process, a resumed run an uninterrupted one); a plain idx is epoch 0.
-"""
+"""SR wrappers: images to LIIF samples {'inp': LR (3, h, w), 'coord', 'cell': (Q, 2), 'gt': (Q, 3)} with the
+official semantics (Q: `sample_q` HR pixels without replacement, or all); `pair(idx)` gives the whole (LR, HR)
+images. Randomness is seeded by (seed, epoch, idx) only, not by workers, ranks or order (so DDP equals one
+process, a resumed run an uninterrupted one); a plain idx is epoch 0."""
 import math
 
 import numpy as np
@@ -66,14 +65,12 @@ class SRWrapper(Dataset):
         return np.random.default_rng([self.seed, epoch, idx])
 
     def pair(self, idx):
-        lr, hr = self.crop(idx, self.rng(idx))
-        return to_tensor(lr), to_tensor(hr)
+        return tuple(map(to_tensor, self.crop(idx, self.rng(idx))))
 
     def __getitem__(self, key):
         epoch, idx = key if isinstance(key, tuple) else (0, key)
         rng = self.rng(idx, epoch)
-        lr, hr = self.crop(idx, rng)
-        lr, hr = to_tensor(lr), to_tensor(hr)
+        lr, hr = map(to_tensor, self.crop(idx, rng))
         if self.augment:
             hflip, vflip, dflip = rng.random(3) < 0.5
             lr, hr = (augment(x, hflip, vflip, dflip) for x in (lr, hr))
@@ -99,21 +96,16 @@ class SRWrapper(Dataset):
 
 def augment(x, hflip, vflip, dflip):
     """The official augmentation: flip rows, flip columns, transpose (each independently)."""
-    if hflip:
-        x = x.flip(-2)
-    if vflip:
-        x = x.flip(-1)
-    if dflip:
-        x = x.transpose(-2, -1)
-    return x
+    x = x.flip(-2) if hflip else x
+    x = x.flip(-1) if vflip else x
+    return x.transpose(-2, -1) if dflip else x
 
 
 @register('sr-implicit-downsampled')
 class SRImplicitDownsampled(SRWrapper):
     """HR from one image, LR made by PIL bicubic at a scale s ~ U(scale_min, scale_max): with `inp_size`, a
-    random HR crop of round(inp_size * s) pixels and its inp_size LR; without, the whole image, HR cropped
-    so that LR = floor(HR / s) exactly. fit_scale: an image too small for a crop at scale_max draws s up to
-    the largest scale whose crop fits it, instead of failing (small images, as T91's)."""
+    random HR crop of round(inp_size * s) pixels and its inp_size LR; without, the whole image, HR cropped so
+    that LR = floor(HR / s) exactly. fit_scale: images too small for scale_max draw s from the scales that fit."""
 
     def __init__(self, dataset, inp_size=None, scale_min=1, scale_max=None, augment=False, sample_q=None, seed=0,
                  fit_scale=False):
@@ -178,10 +170,8 @@ class SRImplicitDownsampled(SRWrapper):
 
 @register('sr-implicit-paired')
 class SRImplicitPaired(SRWrapper):
-    """(LR, HR) pairs from a paired data set; the integer scale comes from their heights.
-
-    With `inp_size`: aligned random crops (LR inp_size, HR inp_size * s). Without: the whole LR
-    and the HR cropped to s times its size."""
+    """(LR, HR) pairs from a paired data set; the integer scale s comes from their heights. With `inp_size`:
+    aligned random crops (LR inp_size, HR inp_size * s); without, the whole LR and the HR cropped to s times it."""
 
     def __init__(self, dataset, inp_size=None, augment=False, sample_q=None, seed=0):
         super().__init__(dataset, augment, sample_q, seed)
