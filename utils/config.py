@@ -40,21 +40,15 @@ def load_yaml(path, label=None, what='file'):
         raise ConfigError(f"{label}: not a text file") from None
 
 
-def read_yaml(path):
-    data = load_yaml(path, what='config file')
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config must be a mapping of keys, got {type(data).__name__}")
-    return data
-
-
 def load_config(path, overrides=(), _seen=()):
     """The config at `path` with its bases merged in and `overrides` ('a.b=value') applied."""
     path = os.path.abspath(path)
     if path in _seen:
         raise ConfigError(f"{path}: _base_ inheritance loops back to this file")
-    data = read_yaml(path)
+    data = load_yaml(path, what='config file')
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of keys, got {type(data).__name__}")
     bases = data.pop('_base_', [])
     cfg = {}
     for base in [bases] if isinstance(bases, str) else bases:

@@ -16,10 +16,9 @@ def make_coord(shape, ranges=None, flatten=True, device=None):
 
 
 def pixel_index(coord, n):
-    """Index of the cell of an n-cell grid over [-1, 1] that holds `coord`, or would beyond the
-    grid (-1, n, ...). The same arithmetic as `grid_sample(mode='nearest', align_corners=False)`
-    (round half to even of the unnormalised coordinate), so the fast decoders pick the latents
-    the official code picks, ties included."""
+    """Index of the cell of an n-cell grid over [-1, 1] that holds `coord`, or would beyond the grid (-1, n,
+    ...). The same arithmetic as `grid_sample(mode='nearest', align_corners=False)` (round half to even of the
+    unnormalised coordinate), so the fast decoders pick the latents the official code picks, ties included."""
     return torch.round((coord + 1) * (n / 2) - 0.5).long()
 
 
@@ -30,5 +29,4 @@ def nearest_index(coord, n):
 
 def to_pixel_samples(img):
     """(C, H, W) image -> coordinates (H*W, 2) and colours (H*W, C)."""
-    coord = make_coord(img.shape[-2:], device=img.device)
-    return coord, img.reshape(img.shape[0], -1).t()
+    return make_coord(img.shape[-2:], device=img.device), img.reshape(img.shape[0], -1).t()

@@ -1,7 +1,6 @@
-"""The config's `data_norm` ({inp: {sub, div}, gt: {sub, div}}; sub 0 / div 1 where absent, as the
-official train_liif.py and test.py default), made into tensors once per run rather than once
-per batch. (The official checkpoints were trained with 0.5 / 0.5 and do not record it; see
-`models.checkpoint.load_model`.)"""
+"""The config's `data_norm` ({inp: {sub, div}, gt: {sub, div}}; sub 0 / div 1 where absent, as the official
+train_liif.py and test.py default), made into tensors once per run rather than once per batch. (The official
+checkpoints were trained with 0.5 / 0.5 and do not record it; see `models.checkpoint.load_model`.)"""
 import torch
 
 from .config import ConfigError
@@ -34,11 +33,11 @@ class DataNorm:
     def scalars(self):
         """(sub, div) for whole-image upscaling, which needs them shared by input and target: numbers,
         or per-channel tuples (a CiaoSR-repository checkpoint subtracts the mean colour)."""
-        values = [t.flatten().tolist() for t in (self.inp_sub, self.inp_div, self.gt_sub, self.gt_div)]
-        if any(len(v) not in (1, 3) for v in values) or values[:2] != values[2:]:
+        inp, gt = self.effective().values()
+        if any(len(v) not in (1, 3) for v in [*inp.values(), *gt.values()]) or inp != gt:
             raise ConfigError(f"data_norm {self.spec}: whole-image evaluation needs the same sub and div (one value or "
                               f"three) for inp and gt")
-        return tuple(v[0] if len(v) == 1 else tuple(v) for v in values[:2])
+        return tuple(v[0] if len(v) == 1 else tuple(v) for v in inp.values())
 
 
 def normalise(img, norm):

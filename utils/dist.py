@@ -1,6 +1,5 @@
-"""Distributed training: one process per GPU (or CPU process), launched by torchrun.
-
-torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them this is a single process."""
+"""Distributed training: one process per GPU (or CPU process), launched by torchrun, which sets RANK,
+WORLD_SIZE and LOCAL_RANK; without them this is a single process."""
 import os
 from dataclasses import dataclass
 
@@ -20,11 +19,9 @@ class DistInfo:
 
 
 def setup(device):
-    """Join the process group when launched by torchrun (NCCL on GPUs, gloo on CPUs).
-
-    `device` is the resolved device type; on CUDA each process takes GPU LOCAL_RANK."""
-    world_size = int(os.environ.get('WORLD_SIZE', 1))
-    if world_size == 1:
+    """Join the process group when launched by torchrun (NCCL on GPUs, gloo on CPUs); `device` is the
+    resolved device type, on CUDA each process takes GPU LOCAL_RANK."""
+    if int(os.environ.get('WORLD_SIZE', 1)) == 1:
         return DistInfo(0, 1, device)
     if device.type == 'cuda':
         device = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))

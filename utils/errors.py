@@ -10,9 +10,8 @@ class UserError(Exception):
 
 
 def first_line(err):
-    """'ErrorType: first line of its message' (just the type when there is no message); for an error
-    a DataLoader worker re-raised ('Caught ... in DataLoader worker process' and a traceback), its
-    last line, the original 'ErrorType: message'."""
+    """'ErrorType: first line of its message' (just the type when there is no message); for an error that a
+    DataLoader worker re-raised ('Caught ... in DataLoader worker process', a traceback), the original error's."""
     text = str(err).strip().splitlines()
     if len(text) > 2 and text[0].startswith('Caught ') and text[1].startswith('Original Traceback'):
         name, _, msg = text[-1].strip().partition(': ')
@@ -22,9 +21,7 @@ def first_line(err):
 
 def message(err):
     """The message of a one-line project error without its type (what the CLIs print)."""
-    line = first_line(err)
-    name = type(err).__name__ + ': '
-    return line[len(name):] if line.startswith(name) else line
+    return first_line(err).removeprefix(type(err).__name__ + ': ')
 
 
 def exit_on_user_error(prog, work, *args):

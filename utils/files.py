@@ -4,10 +4,8 @@ import tempfile
 
 
 def atomic_write(path, write):
-    """Call `write(f)` on a temporary file beside `path`, then rename it over `path`.
-
-    The file keeps the permissions of the file it replaces (or the umask's for a new one); on
-    any error the temporary file is removed and the exception propagates."""
+    """Call `write(f)` on a temporary file beside `path`, then rename it over `path`; the file keeps the
+    permissions of the one it replaces (or the umask's), and on any error the temporary file is removed."""
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.exists(path):
         mode = os.stat(path).st_mode & 0o7777

@@ -1,12 +1,8 @@
-"""Optimizers and learning-rate schedules from the config.
-
-optimizer: {name: adam | adamw | sgd, args: {lr: ..., ...}}
-multi_step_lr: {milestones: [...], gamma: ...}   (the official key; stepped once per epoch)
-cosine_lr: {warmup_epochs: N}   (stepped every iteration: linear warm-up from lr/warm-up length
-    over the first N epochs, then a half cosine from lr to zero at the end of epoch_max; the
-    short-budget schedule)
-Neither: constant lr.
-"""
+"""Optimizers and learning-rate schedules from the config (README.md, Training): optimizer {name: adam |
+adamw | sgd, args: {lr: ..., ...}}; multi_step_lr {milestones: [...], gamma: ...} (the official key,
+stepped once per epoch) or cosine_lr {warmup_epochs: N} (stepped every iteration: a linear warm-up, then
+a half cosine to zero at the end of epoch_max); neither: a constant lr."""
+import contextlib
 import inspect
 import math
 
@@ -20,11 +16,8 @@ OPTIMIZERS = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW, 'sgd': torch
 
 # optimizer arguments by meaning (the same name means the same thing in every torch optimizer)
 OPTIMIZER_ARGS = {
-    'lr': (lambda v: is_number(v) and v > 0, 'a positive number'),
-    'eps': (lambda v: is_number(v) and v > 0, 'a positive number'),
-    'weight_decay': (lambda v: is_number(v) and v >= 0, 'a number >= 0'),
-    'momentum': (lambda v: is_number(v) and v >= 0, 'a number >= 0'),
-    'dampening': (lambda v: is_number(v) and v >= 0, 'a number >= 0'),
+    **{key: (lambda v: is_number(v) and v > 0, 'a positive number') for key in ('lr', 'eps')},
+    **{key: (lambda v: is_number(v) and v >= 0, 'a number >= 0') for key in ('weight_decay', 'momentum', 'dampening')},
     'betas': (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(is_number(b) and 0 <= b < 1 for b in v),
               'two numbers in [0, 1), e.g. [0.9, 0.999]'),
     **{flag: (lambda v: isinstance(v, bool), 'true or false') for flag in ('amsgrad', 'nesterov', 'maximize')},
@@ -48,20 +41,14 @@ def check_optimizer(spec):
         valid, expected = OPTIMIZER_ARGS.get(key, (lambda v: True, None))
         if not valid(value):
             hint = ''
-            if isinstance(value, str) and is_number(float_or_none(value)):  # PyYAML reads 1e-4 (no dot) as text
-                hint = f" (YAML reads {value} as text: write it with a dot, e.g. {float(value):.1e})"
+            with contextlib.suppress(ValueError):  # PyYAML reads 1e-4 (no dot) as text
+                if isinstance(value, str) and math.isfinite(float(value)):
+                    hint = f" (YAML reads {value} as text: write it with a dot, e.g. {float(value):.1e})"
             raise ConfigError(f"optimizer.args.{key} {value!r}: expected {expected}{hint}")
     try:  # what the table above does not know, torch checks (on one stand-in parameter)
         OPTIMIZERS[name]([torch.zeros(1, requires_grad=True)], **args)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"optimizer.args {args}: {message(e)}") from None
-
-
-def float_or_none(text):
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 def make_optimizer(params, spec):

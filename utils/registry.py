@@ -1,7 +1,5 @@
-"""Name -> class registries: `@register(name)` on a class or factory, `make(spec)` to build one.
-
-Models and data sets each keep one `Registry`, so a YAML spec `{name: ..., args: {...}}` can name
-anything registered, and a wrong name lists what exists."""
+"""Name -> class registries (models and data sets each keep one): `@register(name)` on a class or factory,
+`make(spec)` builds one from a YAML spec `{name: ..., args: {...}}`; a wrong name lists what exists."""
 import copy
 
 
@@ -23,7 +21,5 @@ class Registry:
         name = spec['name']
         if name not in self.entries:
             raise KeyError(f"unknown {self.kind} {name!r}; registered: {', '.join(sorted(self.entries))}")
-        kwargs = copy.deepcopy(spec.get('args') or {})
-        if args is not None:
-            kwargs.update(args)
+        kwargs = {**copy.deepcopy(spec.get('args') or {}), **(args or {})}
         return self.entries[name](**kwargs)

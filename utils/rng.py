@@ -1,7 +1,5 @@
-"""Seeding and saving the random number generators (Python, NumPy, torch CPU and CUDA).
-
-States are stored as tensors and plain Python values, so checkpoints holding them still load
-with `torch.load(weights_only=True)`."""
+"""Seeding and saving the random number generators (Python, NumPy, torch CPU and CUDA); states are kept as
+tensors and plain Python values, so checkpoints holding them still load with `torch.load(weights_only=True)`."""
 import random
 
 import numpy as np

@@ -1,15 +1,8 @@
-"""Optional speed-ups of the training step: channels-last memory layout, torch.compile and CUDA
-graphs. Each is a config switch; one that this machine cannot provide is turned off with a note
-(never an error), so one config runs everywhere.
-
-- channels_last (auto | true | false; auto = on for CUDA): convolutions in NHWC, the layout of
-  cuDNN's tensor-core kernels. The fast decoder's latent rows are then a free view.
-- compile (false | true): torch.compile of the model; forward and backward become fused kernels.
-  The first steps are slow while it compiles.
-- cuda_graphs (false | true, CUDA only, implies compile): the compiled step is replayed as CUDA
-  graphs (torch.compile's 'reduce-overhead' mode), removing the per-kernel launch cost that
-  dominates a step of small kernels. Needs fixed shapes, which training batches have.
-"""
+"""Optional speed-ups of the training step (README.md, Training): channels_last (NHWC convolutions;
+the fast decoder's latent rows are then a free view), compile (torch.compile of the model) and
+cuda_graphs (the compiled step replayed as CUDA graphs; needs the fixed shapes training batches have).
+A switch this machine cannot provide is turned off with a note, never an error, so one config runs
+everywhere."""
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -61,8 +54,7 @@ class SpeedUps:
                    compile_, cuda_graphs, notes)
 
     def describe(self):
-        on = [k for k in SWITCHES if getattr(self, k)]
-        return ', '.join(on) if on else 'none'
+        return ', '.join(k for k in SWITCHES if getattr(self, k)) or 'none'
 
     def prepare(self, model):
         """The model in the chosen memory layout (before optimizers and EMA copies are made)."""

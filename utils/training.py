@@ -141,18 +141,16 @@ def train_step(model, optimizer, batch, norm, precision, speed, grad_clip=None):
 
 
 # what a resumed run cannot change: the network, what its weights mean, and how batches are drawn
-FIXED_ON_RESUME = ('model', 'data_norm', 'optimizer.name', 'train_dataset.batch_size', 'train_dataset.wrapper',
-                   'seed')
+FIXED_ON_RESUME = ('model', 'data_norm', 'optimizer.name', 'train_dataset.batch_size', 'train_dataset.wrapper', 'seed')
 
 
 def flatten(cfg, prefix=''):
     out = {}
     for key, value in (cfg or {}).items():
-        name = f'{prefix}{key}'
         if isinstance(value, dict) and value:
-            out.update(flatten(value, name + '.'))
+            out.update(flatten(value, f'{prefix}{key}.'))
         else:
-            out[name] = value
+            out[f'{prefix}{key}'] = value
     return out
 
 
