@@ -88,8 +88,6 @@ def build_parser():
     return p
 
 
-# ------------------------------------------------------------------------------------------
-
 def output_size(in_size, scale, resolution, path):
     """(H, W) for an input of in_size = (h, w), checked against the limits."""
     (h, w), (sy, sx) = in_size, scale or (0, 0)
@@ -169,8 +167,7 @@ def aspect_note(plans, resolution):
         return None
     H, W = resolution
     # kept: one side equals the other scaled by the input's aspect ratio, up to rounding
-    stretched = [(src, h, w) for src, (h, w) in plans
-                 if abs(W - w * H / h) > 1 and abs(H - h * W / w) > 1]
+    stretched = [(src, h, w) for src, (h, w) in plans if abs(W - w * H / h) > 1 and abs(H - h * W / w) > 1]
     if not stretched:
         return None
     src, h, w = stretched[0]
@@ -227,8 +224,7 @@ def run(args):
     if args.compile and (note := compile_decoder(model, device)):
         warn(note)
 
-    bar = tqdm(plans, desc='images', unit='img', disable=len(plans) == 1, file=sys.stderr)
-    for src, dst, size, kind, img in bar:
+    for src, dst, size, kind, img in tqdm(plans, desc='images', unit='img', disable=len(plans) == 1, file=sys.stderr):
         start = time.time()
         img = img if img is not None else read_image(src)
         with torch.no_grad(), precision:
@@ -248,9 +244,8 @@ def run(args):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
     try:
-        exit_on_user_error(PROG, run, args)
+        exit_on_user_error(PROG, run, build_parser().parse_args(argv))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -1,10 +1,6 @@
 """Evaluate a checkpoint with the paper's protocol (README.md, Evaluation: test.py).
-One test config ends with `result: <mean PSNR>`, as the official script; a suite runs every one
-whose data is under load/.
-
-    python test.py --config configs/test/test-set5-4.yaml --model CKPT
-    python test.py --model CKPT --suite benchmark|div2k|all
-"""
+One test config (--config) ends with `result: <mean PSNR>`, as the official script; a suite (--suite)
+runs every one whose data is under load/."""
 import csv
 import io
 import json
@@ -30,16 +26,11 @@ PROTOCOL = ("protocol (official LIIF): benchmark sets on Y (BT.601 luma), `scale
             "and downsampled with PIL bicubic on uint8; SR clamped to [0, 1], not rounded; mean of per-image PSNR; "
             "SSIM on Y, 11x11 Gaussian window (sigma 1.5), same shave")
 
-BENCHMARK_SETS = [('Set5', 'set5'), ('Set14', 'set14'), ('B100', 'b100'), ('Urban100', 'urban100')]
-SUITES = {
-    'benchmark': [(name, key, s) for name, key in BENCHMARK_SETS for s in (2, 3, 4, 6, 8)],
-    'div2k': [('DIV2K', 'div2k', s) for s in (2, 3, 4, 6, 12, 18, 24, 30)],
+SUITES = {  # (set, scale): the config configs/test/test-<set in lower case>-<scale>.yaml
+    'benchmark': [(name, s) for name in ('Set5', 'Set14', 'B100', 'Urban100') for s in (2, 3, 4, 6, 8)],
+    'div2k': [('DIV2K', s) for s in (2, 3, 4, 6, 12, 18, 24, 30)],
 }
 SUITES['all'] = SUITES['benchmark'] + SUITES['div2k']
-
-
-class TestError(UserError):
-    """A test run that cannot go on; the message is one line."""
 
 
 def relocate(cfg, load_dir):
@@ -72,9 +63,9 @@ def check_data(path, load_dir):
     folder, what = data_problem(cfg, load_dir) or (None, None)
     if what == 'not found':
         where = catalog.not_shipped(folder, load_dir) or "a root_path of the config's test_dataset.dataset.args"
-        raise TestError(f"{folder}: no such image folder ({where})")
+        raise UserError(f"{folder}: no such image folder ({where})")
     if what:
-        raise TestError(f"{folder}: {what}, an incomplete copy ({catalog.WHERE})")
+        raise UserError(f"{folder}: {what}, an incomplete copy ({catalog.WHERE})")
     return cfg
 
 
@@ -87,8 +78,7 @@ def run_config(model, path, device, precision='fp32', cell_clip=None, load_dir='
     eval_type = cfg.get('eval_type')
     parse_eval_type(eval_type)  # a bad eval_type fails before any work
     if data_norm is not None:
-        sub, div = data_norm
-        cfg['data_norm'] = {part: {'sub': [sub], 'div': [div]} for part in ('inp', 'gt')}
+        cfg['data_norm'] = {part: {'sub': [data_norm[0]], 'div': [data_norm[1]]} for part in ('inp', 'gt')}
     norm = DataNorm(cfg.get('data_norm'), device)
     if model.cmsr:
         model.cmsr.take_stats()  # count this config's images only
@@ -111,8 +101,8 @@ def cmsr_note(summary):
 def plan_suite(suite, load_dir):
     """[(set, scale, config)] of the suite whose data is there, and [(set, scale, why not)] for the rest."""
     todo, skipped = [], []
-    for name, key, scale in SUITES[suite]:
-        path = os.path.join(CONFIG_DIR, f'test-{key}-{scale}.yaml')
+    for name, scale in SUITES[suite]:
+        path = os.path.join(CONFIG_DIR, f'test-{name.lower()}-{scale}.yaml')
         folder, what = data_problem(relocate(load_config(path), load_dir), load_dir) or (None, None)
         if what:
             skipped.append((name, scale, f"{outermost_missing(folder, load_dir)} not found" if what == 'not found'
@@ -121,7 +111,7 @@ def plan_suite(suite, load_dir):
             todo.append((name, scale, path))
     if not todo:
         sets, partial = ', '.join(dict.fromkeys(name for name, *_ in skipped)), [w for *_, w in skipped if 'holds' in w]
-        raise TestError(f"suite {suite}: no complete data under {load_dir} for {sets} ({''.join(partial[:1])}"
+        raise UserError(f"suite {suite}: no complete data under {load_dir} for {sets} ({''.join(partial[:1])}"
                         f"{'; ' if partial else ''}they are not shipped with the code: {catalog.WHERE})")
     return todo, skipped
 
@@ -161,11 +151,10 @@ def skipped_lines(skipped):
 
 def table(results, metric, digits, title=None):
     """Rows: data sets; columns: scales."""
-    sets = list(dict.fromkeys(r['dataset'] for r in results))
     scales = sorted({r['scale'] for r in results})
     value = {(r['dataset'], r['scale']): r[metric] for r in results}
     lines = [f"{title or metric.upper():<10}" + ''.join(f"{'x' + format(s, 'g'):>10}" for s in scales)]
-    for name in sets:
+    for name in dict.fromkeys(r['dataset'] for r in results):
         cells = [value.get((name, s)) for s in scales]
         lines.append(f"{name:<10}" + ''.join(f"{'-' if v is None else format(v, f'.{digits}f'):>10}" for v in cells))
     return '\n'.join(lines)

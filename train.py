@@ -56,9 +56,6 @@ def parse_args(argv=None):
 
 
 class Run:
-    """What the loop works on, set up by concern: data; the start (a checkpoint to resume or begin
-    from); model and optimiser. Values are checked before the run folder is made or changed."""
-
     def __init__(self, args):
         self.cfg = cfg = load_config(args.config, args.set)
         self.info = dist.setup(resolve_device(args.device))
