@@ -1,24 +1,17 @@
-"""CMSR calibration: the official LMF algorithm (init_cmsr.py with the models'
-update_scale2mean) that makes a Scale2Mod table for target scale S from LR images and a trained
-latent-modulated model, without ground truth (the reference is the model's own render at S).
-
-Per image (LR h x w; the output grid is its H x W pixel centres, H = round(h S)):
-  - cell (2/H, 2/W) * max(S / 4, 1) (the training scales' cell clip); the modulations are made
-    once with it, and give the reference render at S and each output pixel's strength (mean
-    |shift| of its nearest LR pixel);
-  - candidate values v = 0, 0.01, ..., 1 (LM-LTE 0 .. 0.5, steps of 0.005), one list per image;
-    the bin of v holds the output pixels whose strength is within 0.001 of v;
-  - for each decode scale d of the table below S' = sqrt(H W / (h w)), ascending: render the
-    pixel centres of an int(h d) x int(w d) grid with the SAME modulations (the level's own
-    cell, unclipped, only in the render), resample it bilinearly to the output grid, and walk
-    the remaining candidates in order: an empty bin is skipped, a bin whose MSE against the
-    reference (over its pixels and 3 channels, normalised space) is at most the threshold is
-    accepted and leaves the list, the first failing bin stops the walk. The entry for d becomes
-    min(entry, the last accepted value), where the walk starts from the current entry (so an
-    image whose first tested bin fails leaves it unchanged); every smaller d above it is lowered
-    to it;
+"""CMSR calibration: the official LMF algorithm (init_cmsr.py and the models' update_scale2mean),
+which makes a Scale2Mod table for target scale S from LR images and a trained latent-modulated
+model, without ground truth (the reference is the model's own render at S). Per image (LR h x w,
+output grid H x W = round(h S) x round(w S)):
+  - the modulations, made once with the cell (2/H, 2/W) * max(S / 4, 1), give the reference
+    render at S and each output pixel's strength (mean |shift| of its nearest LR pixel);
+  - candidate values v = 0, 0.01, ..., 1 (LM-LTE, LM-CiaoSR: 0 .. 0.5 by 0.005), one list per
+    image; v's bin holds the output pixels whose strength is within 0.001 of v;
+  - each decode scale d of the table below sqrt(H W / (h w)), ascending, renders the pixel
+    centres of an int(h d) x int(w d) grid with the same modulations (its own cell, unclipped,
+    in the render only), resampled bilinearly to the output grid; the `walk` then updates the
+    entry for d and lowers every smaller d's above it;
   - candidates left at the end: the entry for S becomes the largest of them (normally 1).
-The table carries from image to image, so each entry is the least any image set it to.
+The table carries from image to image: each entry is the least any image set it to.
 """
 import math
 from contextlib import contextmanager

@@ -1,16 +1,9 @@
-"""RCAN (Zhang et al., "Image Super-Resolution Using Very Deep Residual Channel Attention
-Networks", ECCV 2018) as an encoder, with the official names (LMF's models/rcan.py), so its
-checkpoints load strictly: `head.0`, `body.{g}.body.{b}.body.{0,2}` (an RCAB's convolutions),
-`body.{g}.body.{b}.body.3.conv_du.{0,2}` (its channel attention), `body.{g}.body.{n_resblocks}`
-(a group's closing conv), `body.{n_resgroups}`, `tail.*`, and the MeanShift convs (kept, never
-applied).
-
-  x0 = head(x); features = body(x0) + x0, body = n_resgroups residual groups + a conv;
-  residual group: n_resblocks RCABs + a conv, plus its input; RCAB: conv, ReLU, conv, channel
-  attention, plus its input.
-The channel attention pools over the whole image (models/layers.py), so a feature depends on
-every input pixel: the encoder declares receptive_radius None and models/upscale.py encodes an
-image whole (its memory then grows with the LR image: about 64 channels x h x w floats a tensor).
+"""RCAN (Zhang et al., ECCV 2018) as an encoder, with the official names (LMF's models/rcan.py):
+n_resgroups residual groups (each n_resblocks RCABs, a conv, its input added; an RCAB: conv, ReLU,
+conv, channel attention, its input added) and a conv, on EDSR's trunk (models/layers.py). The
+channel attention pools over the whole image, so the encoder declares receptive_radius None and
+models/upscale.py encodes an image whole (its memory grows with the LR image, about 64 x h x w
+floats a tensor).
 """
 import torch.nn as nn
 

@@ -1,24 +1,13 @@
-"""SwinIR (Liang et al., 2021) as an LIIF/LTE encoder: the `swinir` of jaewon-lee-b/lte.
-
-The encoder-only form of the official code (upsampler 'none'): it maps an N x 3 x H x W image,
-normalised as (x - 0.5) / 0.5 (no mean subtraction, no img_range), to N x 64 x Hp x Wp features.
-
-Official behaviour that matters:
-- the input is padded at the bottom/right to the next multiple of `window_size` with
-  `F.pad(..., 'reflect')` (the edge row/column is NOT repeated), and the features are NEVER
-  cropped back: a 10 x 13 input gives 16 x 16 features;
-- pipeline: x0 = conv_first(x); tokens = LayerNorm(flatten(x0)); residual Swin transformer
-  blocks (RSTBs); LayerNorm; back to an image; conv_after_body(.) + x0; a 3x3 conv to 64
-  channels and LeakyReLU(0.01);
-- an RSTB is t + flatten(conv3x3(image(blocks(t)))); block j of an RSTB is a window block when
-  j is even and a shifted-window block (cyclic roll by window/2, 0/-100 mask) when j is odd;
-- the shifted blocks keep their mask for the img_size x img_size input as a buffer (`attn_mask`,
-  in the state dict, as `relative_position_index` is); other (padded) input sizes compute it;
-- stochastic depth rates rise linearly from 0 to drop_path_rate over all blocks (train only).
-Parameter and buffer names are the official ones, so official checkpoints load strictly.
-
-Contract with tiled inference (models/upscale.py): `out_dim`, `window` (crops must start at
-multiples of it) and `receptive_radius` (how far an output feature sees; see `swinir_radius`).
+"""SwinIR (Liang et al., 2021) as an encoder: the `swinir` of jaewon-lee-b/lte (upsampler 'none'),
+mapping an image normalised as (x - 0.5) / 0.5 to 64 features, with the official names (its
+checkpoints load strictly; `attn_mask` and `relative_position_index` are buffers in them).
+Official behaviour that matters: the input is reflect-padded at the bottom/right to a multiple of
+the window (the edge not repeated) and the features are never cropped back (10 x 13 in, 16 x 16
+out); x0 = conv_first(x), LayerNorm'd tokens through the residual Swin transformer blocks (RSTB:
+t + flatten(conv(blocks(t))), odd blocks shifted by half a window with the 0/-100 mask), a
+LayerNorm, conv_after_body(.) + x0, a conv to 64 channels and LeakyReLU; stochastic depth rising
+linearly to drop_path_rate (train only). `window` and `receptive_radius` (`swinir_radius`) are
+its side of the tiling contract (models/base.py).
 """
 import torch
 import torch.nn as nn
@@ -29,18 +18,11 @@ from .models import register
 
 
 def swinir_radius(depths, window_size, resi_connection='1conv'):
-    """Input pixels on each side that one output feature can depend on, for a crop whose
-    top-left corner is a multiple of `window_size` in the full image.
-
-    Each layer spreads a wrong value (a pixel outside the crop, or a padded one) by at most its
-    reach: a 3x3 conv by 1 ('3conv' stacks 3x3, 1x1, 3x3: 2); a window attention, shifted or
-    not, by window_size - 1 (a token only sees its own window); norms, MLPs, LeakyReLU by 0.
-    The crop's windows lie on the full image's window grid (aligned corner). Where the crop's
-    computation differs from the whole image's (its shifted-window wrap and masks at its own
-    edges, the reflect padding beyond its bottom/right) it does so only within window_size - 1
-    of a pixel the count already treats as wrong, so the sum alone is enough; one more window
-    is added as a safety margin for those edge effects (the tests check the aligned crops).
-    """
+    """Input pixels on each side that one output feature can depend on, for a crop whose corner
+    is on the full image's window grid: each layer spreads a wrong value (outside the crop, or
+    padded) by its reach (a 3x3 conv by 1, '3conv' by 2; a window attention by window_size - 1;
+    norms and MLPs by 0); the crop's own edge effects (shifted-window wrap, masks, reflection)
+    stay within a window of those, hence one more window of margin (the tests check crops)."""
     conv = {'1conv': 1, '3conv': 2}[resi_connection]
     radius = 1                                  # conv_first
     radius += sum(depths) * (window_size - 1)   # one window attention per Swin block
