@@ -1,6 +1,5 @@
 """The model contract: what an encoder declares, what a decoder family provides, and what the
-rest of the project (upscale.py, test.py, demo.py, train.py) may rely on; README.md, Layout, says
-it with examples.
+rest of the project (upscale.py, test.py, demo.py, train.py) may rely on (README.md, Layout).
 
 Encoders set `out_dim` (feature channels), `receptive_radius` (input pixels on each side one
 output feature can depend on, for crops laid as below; None: the whole image, as RCAN's channel
@@ -53,11 +52,9 @@ def grid_coord(ys, xs):
 
 
 class LocalImplicitSR(nn.Module):
-    """An encoder run once at LR resolution and a decoder queried at any coordinates.
-
-    Coordinates are pixel centres in [-1, 1], (row, col); a query's cell is its pixel size in
-    the same units. `gen_feat(inp, crop)` may encode a crop of a larger image: `crop = (top,
-    left, full_h, full_w)` places the features in the full LR grid, and queries keep the full
+    """An encoder run once at LR resolution and a decoder queried at any coordinates (pixel centres
+    in [-1, 1], (row, col); a query's cell is its pixel size in the same units). `gen_feat(inp,
+    crop)` may encode a crop at (top, left) of a full_h x full_w LR image; queries keep the full
     image's geometry, so decoding tile by tile gives the untiled result."""
 
     reach = 2  # local-ensemble neighbour + a 3x3 neighbourhood of it

@@ -12,11 +12,10 @@ which the render MLP is queried, never the MLP: pixels whose modulations are wea
   LR input; each level with points resamples it bilinearly (border) onto its grid and overwrites
   its points; the last canvas is the output (resampled to the queries if d < S or if they are not
   its grid, as with other scales per axis, which the official code does not handle).
-The level grids are the levels' pixel centres; the official code resizes the LR centre grid
-(`official_grid`), whose outer half LR pixel clamps to the border centres: a band of flat blocks
-along the edges that the paper's shave hides. With pixel centres, an image whose pixels all go
-to S equals the full render, borders included. CMSR needs the whole output grid, so
-models/upscale.py decodes such an image whole. Calibration: models/cmsr_calibration.py.
+The level grids are the levels' pixel centres, so an image whose pixels all go to S equals the
+full render, borders included; the official code resizes the LR centre grid (`official_grid`),
+whose outer half LR pixel clamps to the border centres: flat blocks along the edges, hidden by
+the paper's shave. CMSR needs the whole output grid: models/upscale.py decodes such images whole.
 """
 import math
 from typing import Protocol

@@ -11,7 +11,7 @@ For a feature map X (B, C, H, W) and each scale s of `scale` (officially [2]):
   3s x 3s patches of E taken at stride s (zero "same" padding) in a transposed convolution
   (stride s) back to s H x s W; a 3x3 conv of stride s (`down`) brings it to H x W, / 6;
   cropped to the input's size. The scales' outputs are concatenated (C per scale).
-Its cost grows with the square of H W (every pixel scores every patch), hence LMF's tiles.
+Its cost grows with (H W)^2, hence LMF's tiles.
 """
 import math
 

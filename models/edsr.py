@@ -1,9 +1,5 @@
-"""EDSR (Lim et al., 2017) as an LIIF encoder.
-
-Parameter names follow the official LIIF code so its checkpoints load strictly:
-`head.0`, `body.{i}.body.{0,2}`, `body.{n}`, `tail.*`, and the MeanShift convs
-`sub_mean` / `add_mean`, which are kept in the state dict but never applied
-(LIIF normalises its input outside the encoder).
+"""EDSR (Lim et al., 2017) as an encoder, with the official LIIF names (its checkpoints load
+strictly): `head.0`, `body.{i}.body.{0,2}`, `body.{n}`, `tail.*` and the unused MeanShift convs.
 """
 import torch.nn as nn
 

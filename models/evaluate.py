@@ -1,8 +1,6 @@
-"""Scoring a model with the official protocol, for validation during training and for test.py.
-
-eval_type (official names): 'benchmark-S' -> Y channel, S pixels shaved;
-'div2k-S' -> RGB, 6 + S pixels shaved; None -> RGB, nothing shaved. SSIM is always on Y.
-"""
+"""Scoring a model with the official protocol, for validation and test.py. eval_type (official
+names): 'benchmark-S': Y channel, S pixels shaved; 'div2k-S': RGB, 6 + S shaved; None: RGB, none
+shaved. SSIM is always on Y."""
 import math
 import os
 

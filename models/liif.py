@@ -1,17 +1,9 @@
-"""LIIF: Local Implicit Image Function (Chen, Liu, Wang, CVPR 2021).
-
-An encoder turns the LR image into a grid of latent codes; an MLP maps (latent code near x,
-x relative to it, query cell size) to the RGB value at any continuous coordinate x:
-
-    input = [unfold3x3(feat)[z*] (C*9), (x - v*) * (h, w) (2), cell * (h, w) (2)]
-
-for the latent z* nearest to x after each local-ensemble shift; the four members' outputs are
-blended by the areas of the opposite rectangles (models/local_ensemble.py).
-
-The fast form (`fast_query`): the first MLP layer is linear, so its feature part is a 3x3
-convolution computed once at LR resolution (`make_tables`); a query then gathers one
-hidden-size vector per member by integer indexing, adds its coordinate and cell terms, and the
-four members run through the rest of the MLP in one call.
+"""LIIF: Local Implicit Image Function (Chen, Liu, Wang, CVPR 2021). An MLP maps, for each
+local-ensemble member (models/local_ensemble.py), [unfold3x3(feat) at the member's latent (9C),
+the query's offset from it * (h, w) (2), cell * (h, w) (2)] to RGB; the members are blended by
+the opposite rectangles' areas. The fast form (`fast_query`): the first layer is linear, so its
+feature part is a 3x3 convolution at LR resolution (`make_tables`); a query gathers one hidden
+vector per member by index, adds its offset and cell terms, and the members run the rest at once.
 """
 import torch
 import torch.nn.functional as F

@@ -1,20 +1,10 @@
-"""LM-LIIF: LIIF with a latent-modulated render MLP (LMF, He and Jin, CVPR 2024; the shared
-machinery is in models/modulated.py). Parameter names and constructor arguments follow the
-official LMF code, so its checkpoints load strictly.
-
-  inp (B, 3, h, w) --encoder--> feat (B, C, h, w)
-  once per LR pixel p (the hypernetwork):
-      M_p = hypernet([3x3 neighbourhood of feat at p (9C) || cell * (h, w)])
-          = [scales s_0..s_5 (96) | shifts t_0..t_5 (96) | latent z (16)]
-  per query x and local-ensemble member p:
-      out = render([z_p || (x - centre_p) * (h, w) || cell * (h, w)], s_p, t_p)
-      (models/lmmlp.py: 20 -> 16 x 6 -> 3, hidden layer l scaled by 1 + s_l and shifted by t_l)
-So the wide part of the decoder (576 feature inputs) runs at LR resolution; a query costs only
-index gathers and the 20 -> 16 x 6 -> 3 MLP.
-
-Fast form: the hypernet's first layer is a 3x3 convolution over `feat` plus a cell term (no
-unfold); the render MLP's first layer is linear, so its latent term (with its bias) is
-tabulated per LR pixel and a query adds only its coordinate and cell terms.
+"""LM-LIIF: LIIF with a latent-modulated render MLP (LMF, He and Jin, CVPR 2024; models/modulated.py),
+with the official names and arguments (its checkpoints load strictly).
+  once per LR pixel p: M_p = hypernet([3x3 neighbourhood of feat at p (9C) || cell * (h, w)])
+                           = [scales s_0..s_5 (96) | shifts t_0..t_5 (96) | latent z (16)]
+  per query x and member p: render([z_p || (x - centre_p) * (h, w) || cell * (h, w)], s_p, t_p)
+So the 576 feature inputs are read at LR resolution, and a query runs a 20 -> 16 x 6 -> 3 MLP.
+The fast form computes the hypernet's first layer as a 3x3 convolution plus a cell term.
 """
 import torch
 import torch.nn.functional as F

@@ -1,20 +1,12 @@
-"""LM-LTE: LTE with a latent-modulated render MLP (LMF, He and Jin, CVPR 2024; the shared
-machinery is in models/modulated.py, LTE's front end in lte.py). Parameter names and
-constructor arguments follow the official LMF code, so its checkpoints load strictly.
-
-  inp --encoder--> feat; coef, freq = 3x3 convs of feat (hidden_dim each), as in LTE
-  once per LR pixel p (the hypernetwork; LTE's basis at delta = (1, 1): the pair is summed):
+"""LM-LTE: LTE with a latent-modulated render MLP (LMF, He and Jin, CVPR 2024; models/modulated.py,
+LTE's front end in lte.py), with the official names and arguments (checkpoints load strictly).
+  once per LR pixel p (LTE's basis at delta = (1, 1): each frequency pair summed):
       g_k = freq_p[2k] + freq_p[2k+1] + phase(cell * (h, w))_k
       M_p = hypernet(coef_p * [cos(pi g) || sin(pi g)])
           = [scales s_0..s_7 (128) | shifts t_0..t_7 (128) | render coef c (16) | render freq F (16)]
-  per query x and local-ensemble member p, delta = (x - centre_p) * (h, w), r = cell * (h, w):
+  per query x and member p, delta = (x - centre_p) * (h, w), r = cell * (h, w):
       f_k = F_p[2k] delta_row + F_p[2k+1] delta_col + imphase(r)_k     (k < 8)
-      out = render(c_p * [cos(pi f) || sin(pi f)], s_p, t_p)   (models/lmmlp.py: 16 x 8 -> 3)
-  the members are blended by area and the bilinear sample of the LR input at x is added (LTE's).
-
-Fast form: the hypernetwork runs on the coef and freq maps at LR resolution (no grid_sample),
-cached per cell; a query gathers its table row [c | F | 1 + s | t'] and builds its 16-wide
-basis; every layer's bias is folded into its tabulated shift.
+      out = render(c_p * [cos(pi f) || sin(pi f)], s_p, t_p), blended by area, + the LR skip.
 """
 import torch.nn as nn
 import torch.nn.functional as F

@@ -1,23 +1,13 @@
-"""LTE: Local Texture Estimator (Lee and Jin, "Local Texture Estimator for Implicit
-Representation Function", CVPR 2022). Parameter names and arguments follow the official code,
-so its checkpoints (EDSR-baseline-, RDN-, SwinIR-LTE) load strictly.
-
-Two 3x3 convolutions of the features estimate, per LR pixel, amplitudes `coef` and frequencies
-`freq` (hidden_dim channels each). A query x, for each local-ensemble member p (as in LIIF),
-with delta = (x - centre_p) * (h, w) and r = cell * (h, w):
+"""LTE: Local Texture Estimator (Lee and Jin, CVPR 2022), with the official names and arguments
+(EDSR-baseline-, RDN-, SwinIR-LTE checkpoints load strictly). 3x3 convolutions estimate per LR
+pixel amplitudes `coef` and frequencies `freq`; for a query x and each local-ensemble member p,
+delta = (x - centre_p) * (h, w), r = cell * (h, w):
     f_k = freq_p[2k] delta_row + freq_p[2k+1] delta_col + phase(r)_k     (k < hidden_dim / 2)
     out = MLP(coef_p * [cos(pi f) || sin(pi f)])
-the members are blended by area (as LIIF), and the bilinear sample of the LR input at x is
-added. Local ensemble and cell are always on; there is no feature unfolding.
-
-The LR grid comes from the features' size (as LMF's copy of LTE; the official LTE takes the
-input's, the same for every encoder but SwinIR on inputs that are not window multiples, which
-the official evaluation pads to a multiple first).
-
-Fast form: the basis is not linear in delta, so LIIF's first-layer rewrite does not carry
-over, and the 3 x 256^2 MLP per member stays the cost. What it saves: the coef and freq maps
-are one table gathered by integer index (no grid_sample, no per-member concatenations), the
-four members' bases are built in one pass and go through the MLP in one call.
+blended by area, plus the bilinear LR input at x. The LR grid is the features' (LMF's copy; the
+official LTE takes the input's, the same but for SwinIR on unpadded inputs). The basis is not
+linear in delta, so the fast form keeps the MLP per member; it gathers coef and freq from one
+table by index and runs the four members in one call.
 """
 import math
 

@@ -1,9 +1,7 @@
-"""MetaSR (Hu et al., CVPR 2019) as LIIF's paper compares it: a meta-MLP maps a query's
-position inside its LR pixel and the relative cell size to the weights of a per-query linear
-layer, which is applied to the 3x3-unfolded latent of that LR pixel (the one holding the
+"""MetaSR (Hu et al., CVPR 2019) as LIIF's paper compares it, with its names (`encoder.*`,
+`imnet.layers.{0,2}`): a meta-MLP maps a query's position in its LR pixel and the relative cell to
+the weights of a per-query linear layer on that pixel's 3x3-unfolded latent (the pixel holding the
 query pixel's top-left corner).
-
-Key names (`encoder.*`, `imnet.layers.{0,2}`) match the official LIIF code's `metasr`.
 """
 import torch
 import torch.nn.functional as F

@@ -1,11 +1,8 @@
 """The latent-modulated decoders of LMF (He and Jin, CVPR 2024): what LM-LIIF, LM-LTE and
-LM-CiaoSR add to the model contract (models/base.py).
-
-A hypernetwork runs once per LR pixel p and returns, in the official layout,
-    M_p = [scales s_0..s_{L-1} | shifts t_0..t_{L-1} | the family's render inputs];
-a query x runs, for each local-ensemble member p, the render MLP (models/lmmlp.py) on the
-family's first layer of (M_p, x - centre_p, cell), hidden layer l scaled by 1 + s_l and shifted
-by t_l; the members are blended by area, as in LIIF.
+LM-CiaoSR add to the model contract (models/base.py). A hypernetwork runs once per LR pixel p:
+M_p = [scales s_l | shifts t_l | the family's render inputs] (the official layout); a query runs,
+for each local-ensemble member p, the render MLP (models/lmmlp.py) on the family's first layer of
+(M_p, x - centre_p, cell), layer l scaled by 1 + s_l and shifted by t_l, blended by area.
 
 The fast form tabulates per LR pixel [first-layer inputs | 1 + s_l | t'_l], t'_l = b_l (1 + s_l)
 + t_l (the biases folded into the shifts), gathered by integer index; `render_grid` decodes an
@@ -40,11 +37,10 @@ def row_runs(index):
 
 
 class LatentModulated(LocalImplicitSR):
-    """The LM extension of the contract. A family builds `hypernet` and `imnet` (an lmmlp) and
-    provides `hypernet_rows(hyper_cell)` (the hypernetwork's output per LR pixel, (B*h*w,
-    mod_dim + extra)) and `query_rgb_plain` (with `hypernet_cell(cell)`). Its render's first
-    layer reads [latent (latent_dim) || offset (2) || relative cell (2, if it has a cell input)],
-    unless it overrides `render_inputs` and `render_first_layer` (LM-LTE's Fourier basis)."""
+    """The LM extension of the contract. A family builds `imnet` (an lmmlp) and writes
+    `hypernet_rows(hyper_cell)` (the hypernetwork's output per LR pixel, (B*h*w, mod_dim + ...))
+    and `query_rgb_plain`; its render's first layer reads [latent (latent_dim) || offset (2) ||
+    relative cell (2, if any)] unless it overrides `render_inputs` and `render_first_layer`."""
 
     cpu_chunk = 32768  # output rows sharing an LR row share its table row: larger blocks pay
     cell_clip = 4  # training's largest scale: CMSR widens cells beyond it (LMF's hard-coded max_scale)

@@ -56,11 +56,10 @@ def output_axis(n_out, n_in, n_padded):
 def upscale(model, inp, size, tile=256, chunk=None, data_norm=(0.5, 0.5), progress=False, cell_clip=None):
     """Super-resolve `inp` ((3, h, w) or (1, 3, h, w), values in [0, 1]) to `size` = (H, W).
 
-    tile: LR tile side; the encoder sees at most (tile + 2 * halo)^2 pixels at a time.
-    chunk: queries decoded per model call (default: `default_chunk`).
-    data_norm: (sub, div) applied to the input and undone on the output (numbers or per channel).
-    cell_clip: beyond this scale the decoder is given the cell of this scale (LTE's and LMF's
-    evaluation, with their largest training scale, 4); None: the true pixel size.
+    tile: LR tile side (the encoder sees at most (tile + 2 * halo)^2 pixels); chunk: queries per
+    model call (default: `default_chunk`); data_norm: (sub, div) applied to the input and undone
+    on the output (numbers or per channel); cell_clip: beyond this scale the decoder gets the cell
+    of this scale (LTE's and LMF's evaluation, with 4); None: the true pixel size.
     Returns a (3, H, W) float tensor in [0, 1] on the input's device.
     """
     if inp.dim() not in (3, 4) or inp.shape[-3] != 3 or (inp.dim() == 4 and inp.shape[0] != 1):
