@@ -1,6 +1,7 @@
 """The official code's dumps in ../shared/reference/<name>/ (seeded weights, inputs, outputs;
 a README.txt each): loading them, and the model they were made with. Tests that use one skip
 cleanly where it is absent (`shared.need`)."""
+import functools
 import json
 import math
 import os
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import models
+from models.cmsr import CMSR
 from utils.coords import make_coord
 from shared import SHARED, need
 
@@ -42,6 +44,22 @@ class Dump:
         tables = self.json('info.json')['cmsr_tables']
         key = next(k for k in tables if k.startswith(which))
         return {float(s): {float(d): t for d, t in table.items()} for s, table in tables[key].items()}
+
+
+@functools.lru_cache(maxsize=8)
+def dump_model(name):
+    """The dump's model, built and loaded once per process (tests reset what they change)."""
+    return Dump(name).model()
+
+
+def official_model(name, decoder='fast', s2m=None):
+    """The dump's model with the given form, in eval mode, and CMSR from the official `cmsr_spec`
+    with the Scale2Mod table `s2m` (on the official level grids) if given."""
+    model = dump_model(name)
+    model.decoder = decoder
+    model.cmsr = CMSR.from_spec({'mse_threshold': 2e-5, 's2m_tables': s2m, 'log': True}, official_grid=True) \
+        if s2m else None
+    return model.eval()
 
 
 def max_diff(a, b):

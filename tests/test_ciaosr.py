@@ -4,20 +4,21 @@ seeded, smaller models; inputs and the outputs of every official path: the forwa
 odd-sized, 48x100 (non-local tiles) and 40x64 (no tiles: zero non-local features) inputs, x6/x8
 grids, LM-CiaoSR's training and calibration paths and CMSR), and the CiaoSR repository's key
 names through scripts/convert_ciaosr.py."""
-import functools
 import re
 
 import pytest
 import torch
 
 import models
-from models.cmsr import CMSR
 from models.cmsr_calibration import calibrating
-from models.checkpoint import load_model
+from models import scale2mod
+from models.checkpoint import load_model, save_checkpoint
 from models.upscale import upscale
 from utils.coords import make_coord
 from cli import load_script, run_main
-from reference import Dump, max_diff
+from reference import Dump, max_diff, official_model
+from tiny_lmliif import write_images
+from tiny_models import spec, tiny
 
 TOL = 1e-5
 FAMILIES = ['ciaosr', 'lmciaosr']
@@ -26,17 +27,6 @@ CASES = ['', 'x6_', 'odd_', 'crop_', 'thin_']  # inputs and queries of <case>out
 OFFICIAL_SIZE = {'ciaosr': (114, 2_649_055), 'lmciaosr': (118, 1_955_439), 'rcan': (1628, 15_295_224)}
 
 pytestmark = pytest.mark.usefixtures('one_thread')  # small tensors: a second thread only adds contention
-
-
-@functools.lru_cache(maxsize=2)
-def loaded(name):
-    return Dump(name).model()
-
-
-def official_model(name, decoder='fast'):
-    model = loaded(name)
-    model.decoder, model.cmsr = decoder, None
-    return model.eval()
 
 
 @pytest.mark.parametrize('name', FAMILIES + ['rcan'])
@@ -97,8 +87,7 @@ def test_lmciaosr_latent_stage_in_bands_of_rows(monkeypatch):
 @torch.no_grad()
 def test_lmciaosr_cmsr_matches_official(s, table):
     ref = Dump('lmciaosr')
-    model = official_model('lmciaosr')
-    model.cmsr = CMSR(ref.cmsr_tables(table), official_grid=True)
+    model = official_model('lmciaosr', s2m=ref.cmsr_tables(table))
     out = model(ref('inp.pt'), ref(f'x{s}_coord.pt'), ref(f'x{s}_cell.pt'))
     assert max_diff(out, ref(f'x{s}_out_cmsr_{table}.pt')) < TOL
     official = ref.json('info.json')['cmsr'][f'x{s}_{table}']
@@ -170,3 +159,14 @@ def test_upscale_equals_the_official_forward(name):
     cell = torch.tensor([2 / 39, 2 / 45]).expand_as(coord)
     expected = (model(ref('odd_inp.pt'), coord, cell)[0] * 0.5 + 0.5).clamp(0, 1).t().reshape(3, 39, 45)
     assert max_diff(out, expected) < TOL
+
+
+def test_calibration_script_makes_an_lmciaosr_table(tmp_path):
+    """scripts/calibrate_cmsr.py on an LM-CiaoSR: its strengths are tried up to 0.5, as officially."""
+    model = tiny('lmciaosr').eval()
+    assert model.calibration_top == 0.5
+    save_checkpoint(str(tmp_path / 'lm.pth'), spec('lmciaosr'), model)
+    proc = run_main(load_script('scripts/calibrate_cmsr'), '--model', tmp_path / 'lm.pth', '--out', tmp_path / 't.yaml',
+                    '--hr', write_images(tmp_path / 'hr', n=1, size=(72, 96)), '--scales', '6', '--device', 'cpu')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert list(scale2mod.load(str(tmp_path / 't.yaml'))) == [6] and 'x6 median: detail' in proc.stdout

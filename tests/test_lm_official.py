@@ -2,8 +2,6 @@
 official LMF code (shared/reference/{lmliif,lmlte}: seeded weights, inputs and the outputs of
 every official path: forward, chunked, eval and training query_rgb, x6/x8/x12 grids with the cell
 clip, CMSR with a synthetic and with the shipped table)."""
-import functools
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +9,7 @@ import torch.nn.functional as F
 import models
 from models.cmsr import CMSR
 from utils.coords import make_coord
-from reference import Dump, max_diff
+from reference import Dump, max_diff, official_model
 
 TOL = 1e-5
 FAMILIES = ['lmliif', 'lmlte']
@@ -21,20 +19,6 @@ FACTS = {'lmliif': (90, 1_386_091, 'imnet.layers.12.bias', 2735),
          'lmlte': (100, 1_490_907, 'imnet.layers.16.bias', 2603)}
 
 pytestmark = pytest.mark.usefixtures('one_thread')  # small tensors: a second thread only adds contention
-
-
-@functools.lru_cache(maxsize=2)
-def loaded(name):
-    return Dump(name).model()
-
-
-def official_model(name, tables=None):
-    """A fresh copy of the dump's model (built and loaded once), with a CMSR table if given."""
-    model = loaded(name)
-    model.cmsr = CMSR.from_spec({'mse_threshold': 2e-5, 's2m_tables': tables, 'log': True}, official_grid=True) \
-        if tables else None
-    model.decoder = 'fast'
-    return model.eval()
 
 
 @pytest.mark.parametrize('name', FAMILIES)
@@ -75,7 +59,7 @@ def test_outputs_of_every_official_path_match(name):
 @torch.no_grad()
 def test_cmsr_matches_official_on_synthetic_table(name, s):
     ref = Dump(name)
-    model = official_model(name, ref.cmsr_tables('synthetic'))
+    model = official_model(name, s2m=ref.cmsr_tables('synthetic'))
     out = model(ref('inp.pt'), ref(f'x{s}_coord.pt'), ref(f'x{s}_cell.pt'))
     assert max_diff(out, ref(f'x{s}_out_cmsr_synthetic.pt')) < TOL
     log = model.cmsr.last
@@ -112,7 +96,7 @@ def test_cmsr_with_empty_last_level_returns_the_full_grid(name):
 @torch.no_grad()
 def test_cmsr_only_in_eval_with_more_than_16_queries_per_pixel(name):
     ref = Dump(name)
-    model = official_model(name, ref.cmsr_tables('synthetic'))
+    model = official_model(name, s2m=ref.cmsr_tables('synthetic'))
     inp = ref('inp.pt')
     model.train()
     assert max_diff(model(inp, ref('x6_coord.pt'), ref('x6_cell.pt')), ref('x6_out_full.pt')) < TOL
