@@ -67,3 +67,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def big_image(tmp_path):
+    """A folder holding one 200x210 noise image, and the image."""
+    from dataset_helpers import folder, noise
+    img = noise((200, 210, 3), seed=1)
+    return folder(tmp_path / 'big', {'img.png': img}), img
+
+
+@pytest.fixture(scope='module')
+def small_rgb(tmp_path_factory):
+    """A 24x20 8-bit RGB PNG (demo_helpers.rgb_gradient), for demo.py runs that need any image."""
+    from PIL import Image
+    from demo_helpers import rgb_gradient
+    path = tmp_path_factory.mktemp('small') / 'small.png'
+    Image.fromarray(rgb_gradient(20, 24)).save(path)
+    return path

@@ -7,7 +7,7 @@ run here, in a folder that mirrors the clone (its top-level entries linked, `sav
 the shipped weights), as cheaply as it can be checked: `pip install -r requirements[-dev].txt` as a
 check that the installed packages satisfy it, the pytest command as a check that `.ci/run` runs
 it, `demo.py` whole except for the model's upscale (bilinear here: the real one is
-test_demo.py's), `train.py` through its whole set-up up to the first iteration. What they write
+test_demo_quality.py's), `train.py` through its whole set-up up to the first iteration. What they write
 must be git-ignored."""
 import argparse
 import os
