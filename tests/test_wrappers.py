@@ -228,16 +228,16 @@ def test_paired_set5_aligned_crops(scale):
 
 
 def test_paired_bad_sizes(tmp_path):
-    def make(lr_shape, hr_shape, **args):
-        sub = tmp_path / f'{lr_shape[0]}x{lr_shape[1]}-{hr_shape[0]}x{hr_shape[1]}'
+    def make(lr_size, hr_size, **args):
+        sub = tmp_path / f'{lr_size[0]}x{lr_size[1]}-{hr_size[0]}x{hr_size[1]}'
         inner = datasets.make({'name': 'paired-image-folders', 'args': {
-            'root_path_1': folder(sub / 'lr', {'l.png': noise((*lr_shape, 3))}),
-            'root_path_2': folder(sub / 'hr', {'h.png': noise((*hr_shape, 3))})}})
+            'root_path_1': folder(sub / 'lr', {'l.png': noise((*lr_size, 3))}),
+            'root_path_2': folder(sub / 'hr', {'h.png': noise((*hr_size, 3))})}})
         return wrapper('sr-implicit-paired', inner, **args)
 
-    for lr_shape, hr_shape in [((10, 11), (20, 20)), ((10, 10), (8, 8))]:
+    for lr_size, hr_size in [((10, 11), (20, 20)), ((10, 10), (8, 8))]:
         with pytest.raises(DataError) as e:
-            make(lr_shape, hr_shape)[0]
+            make(lr_size, hr_size)[0]
         assert 'l.png' in str(e.value) and 'h.png' in str(e.value)
     with pytest.raises(DataError) as e:
         make((10, 12), (20, 24), inp_size=11).pair(0)
