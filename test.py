@@ -236,7 +236,7 @@ def run(args):
           + (f", cell clip at x{args.cell_clip:g} (cell of scale {args.cell_clip:g} beyond it)" if args.cell_clip else '')
           + (', compiled decoder' if args.compile and not compile_note else '')
           + (f", CMSR with {args.cmsr}" if args.cmsr else '')
-          + (f", data_norm of the checkpoint (sub {data_norm[0]:g}, div {data_norm[1]:g})" if data_norm else ''))
+          + (f", data_norm of the checkpoint (sub {data_norm[0]}, div {data_norm[1]})" if data_norm else ''))
     if compile_note:
         print(compile_note)
     if args.config:

@@ -4,6 +4,7 @@ seeded, smaller models; inputs and the outputs of every official path: the forwa
 odd-sized, 48x100 (non-local tiles) and 40x64 (no tiles: zero non-local features) inputs, x6/x8
 grids, LM-CiaoSR's training and calibration paths and CMSR), and the CiaoSR repository's key
 names through scripts/convert_ciaosr.py."""
+import os
 import re
 
 import pytest
@@ -17,6 +18,7 @@ from models.upscale import upscale
 from utils.coords import make_coord
 from cli import load_script, run_main
 from reference import Dump, max_diff, official_model
+from shared import DATA, need
 from tiny_lmliif import write_images
 from tiny_models import spec, tiny
 
@@ -145,6 +147,15 @@ def test_a_ciaosr_repository_checkpoint_converts_to_the_same_model(tmp_path):
     coord = make_coord(size).unsqueeze(0)
     pred = model((lr - mean).unsqueeze(0), coord, torch.tensor([2 / 39, 2 / 45]).expand_as(coord))
     assert max_diff(upscale(model, lr, size, data_norm=norm), (pred[0].t().reshape(3, *size) + mean).clamp(0, 1)) < TOL
+
+
+@pytest.mark.slow
+def test_test_py_scores_a_converted_checkpoint_with_its_normalisation(tmp_path):
+    torch.save({'state_dict': ciaosr_repository_names(Dump('ciaosr')('sd.pt'), 2)}, tmp_path / 'cr.pth')
+    assert run_main(CONVERT_CLI, tmp_path / 'cr.pth', tmp_path / 'converted.pth').returncode == 0
+    proc = run_main(load_script('test'), '--config', 'configs/test/test-set5-4.yaml', '--model', tmp_path / 'converted.pth',
+                    '--load-dir', need(os.path.join(DATA, 'benchmark', 'Set5')) and DATA, '--device', 'cpu')
+    assert proc.returncode == 0 and 'data_norm of the checkpoint (sub (0.448' in proc.stdout, proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize('name', FAMILIES)
