@@ -120,9 +120,10 @@ def test_test_py_reports_the_rendered_fraction_per_set_and_scale(files, tmp_path
     assert proc.returncode == 0 and 'CMSR not used (x4 and below)' in proc.stdout, proc.stderr[-2000:]
 
 
-def test_test_py_refuses_cmsr_for_liif(tiny_ckpt, files):
+def test_test_py_refuses_cmsr_for_liif(tiny_ckpt, files, tmp_path):
+    write_images(tmp_path / 'benchmark' / 'Set5' / 'HR', n=5, size=(48, 64))  # data are checked first
     proc = run_main(TEST_CLI, '--config', 'configs/test/test-set5-6.yaml', '--model', tiny_ckpt,
-                    '--cmsr', files['table'], '--device', 'cpu')
+                    '--load-dir', tmp_path, '--cmsr', files['table'], '--device', 'cpu')
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"test.py: error: --cmsr: {tiny_ckpt} holds a LIIF model, which has no CMSR "
                                    f"(only latent-modulated models, such as LM-LIIF, have one)")

@@ -119,7 +119,8 @@ def test_suite_lists_what_it_skipped_one_line_a_set_and_exits_0(tiny_ckpt, tmp_p
 
 
 @pytest.mark.parametrize('args, expected', [
-    (['--config', 'configs/test/test-set5-4.yaml', '--model', 'missing.pth'], 'missing.pth: no such checkpoint file'),
+    (['--config', 'configs/test/test-set5-6.yaml', '--model', 'missing.pth', '--load-dir', '{tmp}/all'],
+     'missing.pth: no such checkpoint file'),
     (['--config', 'configs/test/nope.yaml', '--model', '{ckpt}'], 'nope.yaml: no such config file'),
     (['--config', 'configs/test/test-set5-4.yaml', '--model', '{ckpt}', '--load-dir', '{tmp}'],
      '{tmp}/benchmark/Set5/LR_bicubic/X4: no such image folder (Set5 is not shipped with the code: README.md, Data, '
