@@ -8,7 +8,8 @@ x4 and x8 of a 180x320 input.
         --weights lmliif=save/pretrained/edsr-baseline-lmliif.pth --cmsr lmliif=save/pretrained/edsr-baseline-lmliif-cmsr.yaml
     python benchmarks/bench_families.py --families ciaosr lmciaosr --size 45 80 --scales 8 --precisions fp32 --official
 
-Each case upscales the same random image (LMF's efficiency figure uses 320x180) with
+Each case upscales the same image, random unless --image gives a photo (cut to --size at its
+centre: CMSR's savings depend on the content; LMF's efficiency figure uses 320x180), with
 `models.upscale.upscale` as test.py and demo.py do (tile 256, the model's default chunk), in
 float32 and bf16 autocast, all in one process so that the ratios compare like with like. Models
 are the official blocks of configs/models/edsr-baseline-<family>.yaml, with random weights
@@ -41,6 +42,7 @@ from models.upscale import upscale  # noqa: E402
 from utils.coords import make_coord  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.device import autocast  # noqa: E402
+from utils.image import ImageError, read_image  # noqa: E402
 
 FAMILIES = ['liif', 'metasr', 'lte', 'ciaosr', 'lmliif', 'lmlte', 'lmciaosr']
 NAMES = {'liif': 'LIIF', 'metasr': 'MetaSR', 'lte': 'LTE', 'ciaosr': 'CiaoSR', 'lmliif': 'LM-LIIF', 'lmlte': 'LM-LTE',
@@ -123,6 +125,19 @@ def pairs(items, what):
     return out
 
 
+def photo(path, h, w):
+    """The (3, h, w) centre of the RGB image at `path`."""
+    try:
+        pixels = read_image(path).pixels
+    except ImageError as e:
+        raise SystemExit(f"bench_families.py: error: --image {e}") from None
+    if pixels.shape[0] != 3 or pixels.shape[1] < h or pixels.shape[2] < w:
+        raise SystemExit(f"bench_families.py: error: --image {path}: expected an RGB image of at least {h}x{w}, "
+                         f"got {pixels.shape[0]} channel(s), {pixels.shape[1]}x{pixels.shape[2]}")
+    top, left = (pixels.shape[1] - h) // 2, (pixels.shape[2] - w) // 2
+    return pixels[:, top:top + h, left:left + w].contiguous()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -136,6 +151,7 @@ def main():
     p.add_argument('--weights', action='append', default=[], metavar='FAMILY=CKPT', help='a checkpoint for a family')
     p.add_argument('--cmsr', action='append', default=[], metavar='FAMILY=TABLE',
                    help='a Scale2Mod table for a latent-modulated family (default: a synthetic one)')
+    p.add_argument('--image', help='a photo (RGB, at least --size) to upscale instead of the random image')
     p.add_argument('--official', action='store_true',
                    help='add the official flow (a stand-in for the official code) of CiaoSR and LM-CiaoSR')
     args = p.parse_args()
@@ -145,7 +161,7 @@ def main():
     repeats = 1 if args.quick else args.repeats
     precisions = ['fp32'] if args.quick else args.precisions
     weights, tables = pairs(args.weights, 'weights'), pairs(args.cmsr, 'cmsr')
-    inp = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0))
+    inp = photo(args.image, h, w) if args.image else torch.rand(3, h, w, generator=torch.Generator().manual_seed(0))
     small = inp[:, :45, :80]
 
     cases = []  # (name, model, note)
@@ -160,8 +176,9 @@ def main():
             table = scale2mod.load(tables[family]) if family in tables else synthetic_table(model, inp, max(args.scales))
             with_cmsr.cmsr = cmsr.CMSR(table, 'bench')
             cases.append((NAMES[family] + ' + CMSR', with_cmsr, tables.get(family, f'synthetic table {table}')))
-    print(f'input  : {h}x{w}, upscale() with tile 256 and each model\'s default chunk; median of {repeats} runs '
-          f'after a warm-up')
+    picture = f'from the centre of {args.image}' if args.image else 'random'
+    print(f'input  : {h}x{w} {picture}, upscale() with tile 256 and each model\'s default chunk; '
+          f'median of {repeats} runs after a warm-up')
     for name, model, source in cases:
         print(f'model  : {name}: {sum(p.numel() for p in model.parameters()):,} parameters, {source}')
         for precision in precisions:  # warm-up: threads, allocator, and each model's code paths
