@@ -7,15 +7,14 @@ which the render MLP is queried, never the MLP: pixels whose modulations are wea
   (scale2mod.py) of the first target key >= S (else the last) gives decode scales below S and
   thresholds [0, values...], S itself appended when the last value is < 1. Level i renders the
   points of an int(h d) x int(w d) grid whose nearest LR pixel's strength lies in its band
-  (first: <= T_1, last: >= T_i, else [T_i, T_i+1]), all levels in one call with the output's
-  modulations and cell (2/qh, 2/qw) * max(d / 4, 1). Merge: the canvas starts as the normalised
-  LR input; each level with points resamples it bilinearly (border) onto its grid and overwrites
-  its points; the last canvas is the output (resampled to the queries if d < S or if they are not
-  its grid, as with other scales per axis, which the official code does not handle).
+  (first: <= T_1, last: >= T_i, else [T_i, T_i+1]), with the output's modulations and cell
+  (2/qh, 2/qw) * max(d / 4, 1), in runs of rows (`render_grid` with a mask). Merge: the canvas
+  starts as the normalised LR input; each level with points resamples it bilinearly (border) onto
+  its grid and overwrites its points; the last canvas is the output (resampled to the queries if
+  d < S or if they are not its grid, as with other scales per axis, unhandled officially).
 The level grids are the levels' pixel centres, so an image whose pixels all go to S equals the
-full render, borders included; the official code resizes the LR centre grid (`official_grid`),
-whose outer half LR pixel clamps to the border centres: flat blocks along the edges, hidden by
-the paper's shave. CMSR needs the whole output grid: models/upscale.py decodes such images whole.
+full render, borders included; the official code resizes the LR centre grid (`official_grid`):
+flat blocks along the edges, hidden by the paper's shave. It needs the whole output grid.
 """
 import math
 from typing import Protocol
@@ -25,10 +24,6 @@ import torch.nn.functional as F
 
 from utils.coords import make_coord
 from . import scale2mod
-
-DENSE = 0.3  # a level rendering this share of its grid or more decodes the whole grid (grid
-             # decoding costs about a third of decoding its points one by one)
-
 
 class Renderable(Protocol):
     """What CMSR and its calibration use of a model, after `gen_feat` of one image."""
@@ -40,8 +35,7 @@ class Renderable(Protocol):
 
     def gen_feat(self, inp): ...
     def shift_strength(self, hyper_cell): ...  # mean |shift modulation| per LR pixel (1, 1, h, w)
-    def render_points(self, coord, cell, hyper_cell, chunk=None): ...  # (1, Q, 2) -> (1, Q, 3)
-    def render_grid(self, ys, xs, cell, hyper_cell, chunk=None): ...  # -> (n, m, 3)
+    def render_grid(self, ys, xs, cell, hyper_cell, chunk=None, mask=None): ...  # -> (n, m, 3), masked (N, 3)
 
 
 def decode_levels(s2m, scale):
@@ -85,12 +79,14 @@ def resample(img, coord):
     return out.view(*img.shape[:2], *coord.shape[:-1])
 
 
-def decode_grid(model, ys, xs, cell, chunk, hyper_cell):
+def decode_grid(model, ys, xs, cell, chunk, hyper_cell, mask=None):
     """The model's render (3, n, m) at the grid ys x xs with `cell` (2,) and the modulations of
-    `hyper_cell`, in row blocks."""
-    rows = max(1, chunk // len(xs))
-    return torch.cat([model.render_grid(ys[i:i + rows], xs, cell, hyper_cell).float()
-                      for i in range(0, len(ys), rows)]).permute(2, 0, 1)
+    `hyper_cell`, in blocks of rows holding about `chunk` points; with `mask` (n, m), only its
+    points, row-major (N, 3)."""
+    rows = max(1, chunk * len(ys) // max(len(ys) * len(xs) if mask is None else int(mask.sum()), 1))
+    out = torch.cat([model.render_grid(ys[i:i + rows], xs, cell, hyper_cell, mask=None if mask is None else
+                                       mask[i:i + rows]).float() for i in range(0, len(ys), rows)])
+    return out.permute(2, 0, 1) if mask is None else out
 
 
 def is_grid_of(coord, qh, qw):
@@ -146,7 +142,7 @@ class CMSR:
         scale = math.sqrt(Q / (h * w))
         levels, thresholds = decode_levels(self.s2m, scale)
         strength = model.shift_strength(hyper_cell)
-        grids, masks, coords, cells, dense = [], [], [], [], {}
+        rendered = []  # (grid, mask, the values of its points) per level
         for i, d in enumerate(levels):
             grid = level_grid(h, w, d, self.official_grid, device=coord.device)
             near = F.grid_sample(strength, grid.flip(-1).unsqueeze(0), mode='nearest', align_corners=False)
@@ -154,19 +150,10 @@ class CMSR:
             qh, qw = grid.shape[:2]
             # beyond the training scales, cells are widened as test.py does for the whole image
             cell = torch.tensor([2 / qh, 2 / qw], device=coord.device) * max(d / model.cell_clip, 1)
-            if mask.float().mean() >= DENSE:  # the same values, faster: the level's grid row run by row run
-                dense[i] = decode_grid(model, grid[:, 0, 0], grid[0, :, 1], cell, chunk or model.cpu_chunk,
-                                       hyper_cell)[:, mask].t()
-            points = grid[:0, 0] if i in dense else grid[mask]  # the points decoded one by one
-            grids.append(grid)
-            masks.append(mask)
-            coords.append(points)
-            cells.append(cell.expand_as(points))
-        sizes = [len(c) for c in coords]
-        sparse = model.render_points(torch.cat(coords).unsqueeze(0), torch.cat(cells).unsqueeze(0), hyper_cell,
-                                     chunk)[0] if sum(sizes) else coord.new_zeros(0, 3)
-        pred = [dense.get(i, part) for i, part in enumerate(sparse.split(sizes))]
-        counts = [int(mask.sum()) for mask in masks]
+            rendered.append((grid, mask, decode_grid(model, grid[:, 0, 0], grid[0, :, 1], cell, chunk or
+                                                     model.cpu_chunk, hyper_cell, mask) if mask.any() else
+                             coord.new_zeros(0, 3)))
+        counts = [int(mask.sum()) for _, mask, _ in rendered]
         # 'official_ratio' is what the official log accumulates (total_q / total_qn): it weights
         # level d's points by (d / S)^2, so it is not the fraction of points rendered.
         self.last = {'scale': scale, 'levels': levels, 'thresholds': thresholds, 'points': counts,
@@ -178,7 +165,7 @@ class CMSR:
 
         canvas = model.inp
         last = len(levels) - 1
-        for i, (grid, mask, preds) in enumerate(zip(grids, masks, pred)):
+        for i, (grid, mask, preds) in enumerate(rendered):
             # The official code skips empty levels; when the last one is empty it then returns the
             # previous level's (1, 3, qh, qw) canvas instead of a (1, Q, 3) result. Here the last
             # level is always taken (resample, nothing to overwrite), giving the full-grid result.

@@ -12,7 +12,7 @@ The hypernetwork sees the query cell ("hypernet cell"): uniform per image in eve
 use, so the modulations are made once per (features, cell) and cached; non-uniform cells follow
 the official rule (LR pixel p gets the cell of query p: a call needs at least h*w queries).
 CMSR (models/cmsr.py), which a model may carry as `model.cmsr`, decodes `forward` and
-`query_grid` in eval mode beyond x4 through `render_points`, `render_grid` and `shift_strength`.
+`query_grid` in eval mode beyond x4 through `render_grid` (with a mask) and `shift_strength`.
 """
 from collections import namedtuple
 from contextlib import contextmanager
@@ -157,16 +157,18 @@ class LatentModulated(LocalImplicitSR):
         with self.modulated_by(hyper_cell):
             return self.batched_query(coord, cell, chunk)
 
-    def render_grid(self, ys, xs, cell, hyper_cell, chunk=None):
-        """The grid ys x xs rendered with the modulations of `hyper_cell` (1, 1, 2): (n, m, 3)."""
+    def render_grid(self, ys, xs, cell, hyper_cell, chunk=None, mask=None):
+        """The grid ys x xs rendered with the modulations of `hyper_cell` (1, 1, 2): (n, m, 3); with
+        `mask` (n, m), only its points, row-major: (N, 3)."""
+        coord = grid_coord(ys, xs) if mask is None else grid_coord(ys, xs)[:, mask.flatten()]
         if self.decoder == 'plain':
-            coord = grid_coord(ys, xs)
-            return self.render_points(coord, cell.view(1, 1, 2).expand_as(coord), hyper_cell,
-                                      chunk).view(len(ys), len(xs), -1)
-        table = self.modulations(hyper_cell).table
-        with torch.autocast(ys.device.type, enabled=False):  # float32, as `query_rgb_fast`
-            out = self.grid_runs(ys, xs, cell.float(), table, self.crop)
-            return out + self.lr_skip(grid_coord(ys, xs)).view(out.shape) if self.adds_lr_skip else out
+            out = self.render_points(coord, cell.view(1, 1, 2).expand_as(coord), hyper_cell, chunk)[0]
+        else:
+            table = self.modulations(hyper_cell).table  # the hypernetwork under autocast, if any
+            with torch.autocast(ys.device.type, enabled=False):  # float32, as `query_rgb_fast`
+                out = self.grid_runs(ys, xs, cell.float(), table, self.crop, mask)
+                out = out + self.lr_skip(coord).view(out.shape) if self.adds_lr_skip else out
+        return out if mask is not None else out.view(len(ys), len(xs), -1)
 
     def query_rgb_fast(self, coord, cell=None):
         """The per-query part runs in float32 even under autocast (the encoder and hypernetwork
@@ -182,31 +184,42 @@ class LatentModulated(LocalImplicitSR):
         first = self.render_first_layer(parts[0], rels[..., :1], rels[..., 1:], rel_cell)
         return blend(self.render(first, parts), rels)
 
-    def grid_runs(self, ys, xs, cell, table, crop):
+    def grid_runs(self, ys, xs, cell, table, crop, mask=None):
+        """The grid ys x xs rendered run by run (see the module doc): (n, m, 3). With `mask` (n, m),
+        only its points, row-major (N, 3): a run also ends where the rows' mask changes, and its
+        points in each masked column share the column's gathered table row."""
         rows_m = axis_members(ys, crop.full_h, self.local_ensemble)  # [(index (n,), offset (n,))] per row shift
         cols_m = axis_members(xs, crop.full_w, self.local_ensemble)
         rel_cell = cell * grid_size(crop.full_h, crop.full_w, cell)
-        grid = table.view(crop.h, crop.w, -1)
-        preds = []
+        if mask is not None:
+            pattern = F.pad((mask[1:] != mask[:-1]).any(1).long(), (1, 0)).cumsum(0) * crop.full_h
+            place = mask.flatten().cumsum(0) - 1  # a grid point's place among the masked ones
+        preds, size = [], (ys.shape + xs.shape if mask is None else (int(mask.sum()),))
         for iy, dy in rows_m:
-            runs = row_runs(iy)
+            runs = row_runs(iy if mask is None else pattern + iy)
             for ix, dx in cols_m:
                 pred = None
-                for lr_rows, out_rows in runs:  # out_rows (U, L): U runs of L rows each
-                    U, L = out_rows.shape
-                    rows = grid.index_select(0, lr_rows - crop.top).index_select(1, ix - crop.left).unsqueeze(1)
-                    parts = self.table_split(rows)
-                    first = self.render_first_layer(parts[0], dy[out_rows].view(U, L, 1, 1), dx.view(1, 1, -1, 1),
-                                                    rel_cell)
-                    out = self.render(first, parts)  # (U, L, m, 3)
-                    if pred is None:
-                        pred = out.new_empty(len(ys), len(xs), out.shape[-1])
-                    pred.index_copy_(0, out_rows.view(-1), out.view(U * L, len(xs), -1))
+                for _, out_rows in runs:  # out_rows (U, L): U runs of L rows each
+                    if mask is None:  # every column: the runs' rows broadcast against the columns
+                        index = ((iy[out_rows[:, :1]] - crop.top) * crop.w + ix - crop.left).unsqueeze(1)  # (U, 1, m)
+                        dys, dxs, where = dy[out_rows][..., None, None], dx.view(1, 1, -1, 1), out_rows.flatten()
+                    else:  # the runs' masked columns only
+                        run, col = mask[out_rows[:, 0]].nonzero(as_tuple=True)  # (P,)
+                        rows = out_rows[run]  # (P, L)
+                        index = (iy[rows[:, 0]] - crop.top) * crop.w + ix[col] - crop.left
+                        dys, dxs = dy[rows].t().unsqueeze(-1), dx[col].unsqueeze(-1)  # (L, P, 1), (P, 1)
+                        where = place[rows.t() * len(xs) + col]
+                    parts = self.table_split(table[index])
+                    out = self.render(self.render_first_layer(parts[0], dys, dxs, rel_cell), parts)
+                    if pred is None:  # (n, m, 3), or (N, 3) with a mask
+                        pred = out.new_empty(*size, out.shape[-1])
+                    pred.index_copy_(0, where.flatten(), out.reshape(where.numel(), *pred.shape[1:]))
                 preds.append(pred)
         if len(preds) == 1:
             return preds[0]
-        areas = torch.stack([dy.abs().view(-1, 1) * dx.abs().view(1, -1) + 1e-9 for _, dy in rows_m for _, dx in cols_m])
-        return blend_areas(torch.stack(preds), areas)
+        areas = torch.stack([dy.abs().view(-1, 1) * dx.abs().view(1, -1) + 1e-9
+                             for _, dy in rows_m for _, dx in cols_m])
+        return blend_areas(torch.stack(preds), areas if mask is None else areas[:, mask])
 
     def render(self, first, parts):
         """The render MLP from its first layer's pre-activation (..., hd) and the table's parts

@@ -71,6 +71,27 @@ def test_fast_form_equals_the_equations(name):
     assert (model(inp, coord, cell, bsize=40) - plain).abs().max() < TOL  # in chunks
 
 
+@pytest.mark.parametrize('name', sorted(name for name in DECODERS if tiny(name).supports_cmsr))
+@torch.no_grad()
+def test_a_masked_grid_render_equals_its_points_one_by_one(name):
+    """CMSR decodes a level's selected points in runs of rows (`render_grid` with a mask): the
+    same values as rendering the points one by one, for any mask (runs cut where it changes)."""
+    model = tiny(name).eval()
+    inp = queries()[0][:1]
+    model.gen_feat(inp)
+    ys, xs = make_coord((23, 29), flatten=False)[:, 0, 0], make_coord((23, 29), flatten=False)[0, :, 1]
+    mask = torch.rand(23, 29, generator=torch.Generator().manual_seed(1)) < 0.4
+    mask[5:9] = mask[5]  # rows with one mask, as the rows over one LR row in CMSR
+    cell, hyper_cell = torch.tensor([2 / 23, 2 / 29]), torch.tensor([[[2 / 23, 2 / 29]]])
+    for decoder in ('fast', 'plain'):
+        model.decoder = decoder
+        masked = model.render_grid(ys, xs, cell, hyper_cell, mask=mask)
+        coord = torch.stack(torch.meshgrid(ys, xs, indexing='ij'), -1)[mask].unsqueeze(0)
+        points = model.render_points(coord, cell.expand_as(coord), hyper_cell)[0]
+        assert masked.shape == (int(mask.sum()), 3) and (masked - points).abs().max() < TOL, decoder
+        assert (model.render_grid(ys, xs, cell, hyper_cell)[mask] - points).abs().max() < TOL, decoder
+
+
 @pytest.mark.parametrize('name', sorted(DECODERS))
 def test_gradients_of_the_fast_form_equal_the_equations(name):
     model = tiny(name).train()
