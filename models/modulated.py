@@ -28,12 +28,11 @@ Modulations = namedtuple('Modulations', 'rows table')  # hypernetwork output row
 
 
 def row_runs(index):
-    """Runs of consecutive equal values in `index` (n,), grouped by length: a list of (the
-    run's value (U,), the positions of its elements (U, L)) for each run length L."""
-    values, counts = torch.unique_consecutive(index, return_counts=True)
+    """Runs of consecutive equal values in `index` (n,), grouped by length: the positions of
+    their elements (U, L) for each run length L."""
+    counts = torch.unique_consecutive(index, return_counts=True)[1]
     starts = counts.cumsum(0) - counts
-    steps = torch.arange(int(counts.max()), device=index.device)
-    return [(values[counts == L], starts[counts == L].view(-1, 1) + steps[:L]) for L in counts.unique().tolist()]
+    return [starts[counts == L].view(-1, 1) + torch.arange(L, device=index.device) for L in counts.unique().tolist()]
 
 
 class LatentModulated(LocalImplicitSR):
@@ -160,14 +159,15 @@ class LatentModulated(LocalImplicitSR):
     def render_grid(self, ys, xs, cell, hyper_cell, chunk=None, mask=None):
         """The grid ys x xs rendered with the modulations of `hyper_cell` (1, 1, 2): (n, m, 3); with
         `mask` (n, m), only its points, row-major: (N, 3)."""
-        coord = grid_coord(ys, xs) if mask is None else grid_coord(ys, xs)[:, mask.flatten()]
+        keep = slice(None) if mask is None else mask.flatten()  # the grid queries the plain form, LR skip read
         if self.decoder == 'plain':
+            coord = grid_coord(ys, xs)[:, keep]
             out = self.render_points(coord, cell.view(1, 1, 2).expand_as(coord), hyper_cell, chunk)[0]
         else:
             table = self.modulations(hyper_cell).table  # the hypernetwork under autocast, if any
             with torch.autocast(ys.device.type, enabled=False):  # float32, as `query_rgb_fast`
                 out = self.grid_runs(ys, xs, cell.float(), table, self.crop, mask)
-                out = out + self.lr_skip(coord).view(out.shape) if self.adds_lr_skip else out
+                out = out + self.lr_skip(grid_coord(ys, xs)[:, keep]).view(out.shape) if self.adds_lr_skip else out
         return out if mask is not None else out.view(len(ys), len(xs), -1)
 
     def query_rgb_fast(self, coord, cell=None):
@@ -199,7 +199,7 @@ class LatentModulated(LocalImplicitSR):
             runs = row_runs(iy if mask is None else pattern + iy)
             for ix, dx in cols_m:
                 pred = None
-                for _, out_rows in runs:  # out_rows (U, L): U runs of L rows each
+                for out_rows in runs:  # (U, L): U runs of L rows each
                     if mask is None:  # every column: the runs' rows broadcast against the columns
                         index = ((iy[out_rows[:, :1]] - crop.top) * crop.w + ix - crop.left).unsqueeze(1)  # (U, 1, m)
                         dys, dxs, where = dy[out_rows][..., None, None], dx.view(1, 1, -1, 1), out_rows.flatten()
